@@ -1,0 +1,114 @@
+"""The click CLI through CliRunner: fit, sample, evaluate, and every bad input."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tfp_realnvp.cli import main
+
+TINY = ["--num-points", "300", "--epochs", "3", "--num-couplings", "2", "--hidden-units", "8",
+        "--batch-size", "64", "--quiet"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = invoke("fit", "--out", out, *TINY)
+    assert result.exit_code == 0, result.output
+    assert "held-out test NLL" in result.output
+    return out
+
+
+def test_fit_records_a_held_out_nll(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test_num_points"] == 20000
+    assert math.isfinite(metrics["test_nll"]) and metrics["wall_time_s"] > 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["data"]["source"] == "moons" and config["flow"]["num_couplings"] == 2
+
+
+def test_sample_is_seeded_and_written_by_extension(run_dir, tmp_path):
+    for name in ("a.csv", "b.csv", "c.npy"):
+        result = invoke("sample", run_dir, "-n", 25, "--seed", 4, "-o", tmp_path / name)
+        assert result.exit_code == 0, result.output
+    a = np.loadtxt(tmp_path / "a.csv", delimiter=",")
+    assert a.shape == (25, 2)
+    np.testing.assert_array_equal(a, np.loadtxt(tmp_path / "b.csv", delimiter=","))
+    np.testing.assert_allclose(np.load(tmp_path / "c.npy"), a, rtol=1e-6)
+    stdout = invoke("sample", run_dir, "-n", 3, "--seed", 5)
+    assert stdout.exit_code == 0 and len(stdout.output.strip().splitlines()) == 3
+
+
+def test_evaluate_prints_nats_and_bits(run_dir, tmp_path):
+    from tfp_realnvp.data import make_toy
+
+    np.save(tmp_path / "test.npy", make_toy("moons", 200, seed=42))
+    result = invoke("evaluate", run_dir, "--data", tmp_path / "test.npy", "--json")
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output)
+    assert scores["n"] == 200
+    assert scores["bits_per_dim"] == pytest.approx(scores["nll"] / (2 * math.log(2)))
+    text = invoke("evaluate", run_dir, "--data", tmp_path / "test.npy")
+    assert "nats" in text.output and "bits/dim" in text.output
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such file"),
+        ("x,y\n1,2\n3,oops\n", "row 3, column 2: 'oops' is not a number"),
+        ("1,2\nnan,2\n", "row 2 holds NaN or inf"),
+        ("1\n2\n", "needs at least 2 columns"),
+        ("", "no data rows"),
+    ],
+)
+def test_fit_refuses_bad_files_and_writes_nothing(tmp_path, content, message):
+    data = tmp_path / "data.csv"
+    if content is not None:
+        data.write_text(content)
+    out = tmp_path / "run"
+    result = invoke("fit", "--data", data, "--out", out, *TINY)
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+    assert result.output.count("Error:") == 1
+    assert not out.exists()
+
+
+def test_evaluate_refuses_the_wrong_width(run_dir, tmp_path):
+    (tmp_path / "wide.csv").write_text("1,2,3\n4,5,6\n")
+    result = invoke("evaluate", run_dir, "--data", tmp_path / "wide.csv")
+    assert result.exit_code == 1
+    assert "3 columns; this model expects 2 (shape [N, 2])" in result.output
+
+
+def test_unknown_dataset_and_bad_options_are_usage_errors(tmp_path):
+    result = invoke("fit", "--dataset", "spirals", "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "'spirals' is not one of" in result.output
+    assert not (tmp_path / "run").exists()
+    result = invoke("sample", tmp_path, "-n", 3, "-o", tmp_path / "x.txt")
+    assert result.exit_code == 2 and "must end in .csv or .npy" in result.output
+    result = invoke("fit", "--resume")
+    assert result.exit_code == 2 and "--resume needs --out" in result.output
+
+
+def test_sample_from_a_directory_that_is_not_a_run(tmp_path):
+    result = invoke("sample", tmp_path, "-n", 3)
+    assert result.exit_code == 1 and "not a run directory (no config.json)" in result.output
+
+
+def test_version_and_module_entry_point():
+    import subprocess
+    import sys
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and "tfp-realnvp" in result.output
+    help_text = subprocess.run([sys.executable, "-m", "tfp_realnvp", "--help"],
+                               capture_output=True, text=True, check=True).stdout
+    assert "fit" in help_text and "evaluate" in help_text

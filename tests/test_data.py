@@ -1,0 +1,87 @@
+"""Data loading and validation: every bad input gets one clear message."""
+
+import numpy as np
+import pytest
+
+from tfp_realnvp import data as data_lib
+from tfp_realnvp.data import DataError
+
+
+def test_csv_with_header_and_npy_load_as_float32(tmp_path):
+    csv = tmp_path / "table.csv"
+    csv.write_text("a,b,c\n1,2,3\n4.5,-6,7e-1\n\n")
+    loaded = data_lib.load_array(csv)
+    assert loaded.dtype == np.float32
+    np.testing.assert_allclose(loaded, [[1, 2, 3], [4.5, -6, 0.7]], rtol=1e-6)
+    npy = tmp_path / "table.npy"
+    np.save(npy, loaded.astype(np.float64))
+    np.testing.assert_array_equal(data_lib.load_array(npy), loaded)
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("text.csv", "x,y\n1,2\n3,abc\n", r"row 3, column 2: 'abc' is not a number"),
+        ("nan.csv", "1,2\n3,nan\n5,6\n", r"row 2 holds NaN or inf \(1 bad row"),
+        ("inf.csv", "1,2\n3,4\ninf,6\n", r"row 3 holds NaN or inf"),
+        ("narrow.csv", "1\n2\n3\n", r"1 column\(s\); a RealNVP flow needs at least 2"),
+        ("empty.csv", "", r"no data rows"),
+        ("header_only.csv", "x,y\n", r"no data rows"),
+        ("ragged.csv", "1,2\n3,4,5\n", r"row 2 has 3 columns; the first data row has 2"),
+    ],
+)
+def test_bad_csv_is_refused_with_its_reason(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DataError, match=message) as info:
+        data_lib.load_array(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.zeros(5), r"expected a 2-D table \[rows, columns\]; got shape \(5,\)"),
+        (np.zeros((0, 3)), r"no rows"),
+        (np.array([["a", "b"]]), r"expected a real numeric array; got dtype <U1"),
+    ],
+)
+def test_bad_npy_is_refused(tmp_path, array, message):
+    path = tmp_path / "bad.npy"
+    np.save(path, array)
+    with pytest.raises(DataError, match=message):
+        data_lib.load_array(path)
+
+
+def test_missing_file_and_wrong_width(tmp_path):
+    with pytest.raises(DataError, match=r"no such file"):
+        data_lib.load_array(tmp_path / "absent.csv")
+    with pytest.raises(DataError, match=r"3 columns; this model expects 2 \(shape \[N, 2\]\)"):
+        data_lib.validate_array(np.zeros((4, 3)), "x", expected_width=2)
+
+
+def test_toy_sets_and_unknown_name():
+    for name in data_lib.TOY_DATASETS:
+        points = data_lib.make_toy(name, 50, 0.05, seed=1)
+        assert points.shape == (50, 2) and points.dtype == np.float32
+        np.testing.assert_array_equal(points, data_lib.make_toy(name, 50, 0.05, seed=1))
+    with pytest.raises(DataError, match=r"Unknown dataset 'spiral'; choose one of blobs"):
+        data_lib.make_toy("spiral")
+
+
+def test_split_is_seeded_and_disjoint():
+    data = np.arange(200, dtype=np.float32).reshape(100, 2)
+    train, validation = data_lib.train_validation_split(data, 0.2, seed=3)
+    again, _ = data_lib.train_validation_split(data, 0.2, seed=3)
+    assert len(train) == 80 and len(validation) == 20
+    np.testing.assert_array_equal(train, again)
+    rows = {tuple(r) for r in train} | {tuple(r) for r in validation}
+    assert len(rows) == 100
+
+
+def test_save_array_round_trips(tmp_path):
+    data = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
+    for name in ("out.csv", "out.npy"):
+        data_lib.save_array(data, tmp_path / name)
+        np.testing.assert_allclose(data_lib.load_array(tmp_path / name), data, rtol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.npy"]

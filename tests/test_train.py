@@ -1,0 +1,135 @@
+"""Training: NLL falls, checkpoints, resume, seeds, MirroredStrategy, run directory."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfp_realnvp import FlowConfig, build_flow
+from tfp_realnvp import train as train_lib
+from tfp_realnvp.data import DataError, make_toy
+
+SMALL_FLOW = FlowConfig(num_couplings=4, hidden_units=32, num_hidden_layers=2)
+
+
+def small_train(**changes) -> train_lib.TrainConfig:
+    values = dict(epochs=6, batch_size=64, learning_rate=5e-3, patience=50, checkpoint_every=2)
+    values.update(changes)
+    return train_lib.TrainConfig(**values)
+
+
+def test_end_to_end_training_lowers_held_out_nll(tmp_path):
+    data = make_toy("moons", 1500, 0.05, seed=0)
+    test = make_toy("moons", 2000, 0.05, seed=99)
+    untrained = build_flow(SMALL_FLOW.replace(
+        data_shift=data.mean(0).tolist(), data_scale=data.std(0).tolist()))
+    start = train_lib.mean_nll(untrained, test)
+    result = train_lib.fit(data, tmp_path / "run", SMALL_FLOW,
+                           small_train(epochs=40, batch_size=128))
+    end = train_lib.mean_nll(result.flow, test)
+    assert start > 1.8
+    assert end < start - 0.8, (start, end)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and len(metrics["history"]) == metrics["epochs_run"]
+    first, best = metrics["history"][0], metrics["best_validation_nll"]
+    assert best < first["validation_nll"] - 0.5
+    assert metrics["history"][metrics["best_epoch"] - 1]["validation_nll"] == pytest.approx(best)
+
+
+def test_run_directory_reloads_the_best_weights(tmp_path):
+    data = make_toy("moons", 300, 0.05, seed=1)
+    result = train_lib.fit(data, tmp_path / "run", SMALL_FLOW, small_train())
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "checkpoints", "config.json", "metrics.json", "model"]
+    reloaded = train_lib.load_run(tmp_path / "run")
+    x = tf.constant(data[:50])
+    np.testing.assert_array_equal(reloaded.log_prob(x), result.flow.log_prob(x))
+    _, validation = train_lib.data_lib.train_validation_split(data, 0.1, 0)
+    assert train_lib.mean_nll(reloaded, validation) == pytest.approx(
+        result.metrics["best_validation_nll"], abs=1e-5)
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path):
+    data = make_toy("moons", 200, 0.05, seed=2)
+    # A learning rate this high makes validation NLL bounce; patience 2 stops soon after.
+    result = train_lib.fit(data, tmp_path / "run", SMALL_FLOW,
+                           small_train(epochs=200, patience=2, learning_rate=0.05,
+                                       schedule="constant"))
+    metrics = result.metrics
+    assert metrics["stopped_early"] and metrics["epochs_run"] < 200
+    assert metrics["epochs_run"] == metrics["best_epoch"] + 2
+    history = [h["validation_nll"] for h in metrics["history"]]
+    assert metrics["best_validation_nll"] == pytest.approx(min(history))
+
+
+def test_same_seed_same_run_other_seed_other_run(tmp_path):
+    data = make_toy("moons", 300, 0.05, seed=3)
+    runs = [train_lib.fit(data, tmp_path / f"run{i}", SMALL_FLOW, small_train(seed=seed))
+            for i, seed in enumerate([7, 7, 8])]
+    histories = [[h["validation_nll"] for h in r.metrics["history"]] for r in runs]
+    assert histories[0] == histories[1]
+    assert histories[0] != histories[2]
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path):
+    data = make_toy("moons", 300, 0.05, seed=4)
+    run_dir = tmp_path / "run"
+
+    def interrupt(record):
+        if record.epoch == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_lib.fit(data, run_dir, SMALL_FLOW, small_train(), on_epoch=interrupt)
+    assert not (run_dir / "model").exists()
+    interrupted = json.loads((run_dir / "metrics.json").read_text())
+    assert interrupted["status"] == "running" and interrupted["epochs_run"] == 4
+
+    resumed = train_lib.fit(data, run_dir, resume=True)
+    history = resumed.metrics["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6]
+    assert history[:4] == interrupted["history"]
+    steps = resumed.metrics["steps_per_epoch"] * 6
+    trainer_iterations = tf.train.load_variable(
+        str(run_dir / "checkpoints"), "optimizer/iter/.ATTRIBUTES/VARIABLE_VALUE")
+    assert trainer_iterations == steps
+
+
+def test_mirrored_strategy_matches_the_default_strategy(tmp_path):
+    data = make_toy("moons", 600, 0.05, seed=5)
+    strategy = train_lib.make_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == 2
+    config = small_train(epochs=3, batch_size=128)
+    mirrored = train_lib.fit(data, tmp_path / "m", SMALL_FLOW, config, strategy=strategy)
+    default = train_lib.fit(data, tmp_path / "d", SMALL_FLOW, config)
+    assert mirrored.metrics["num_replicas"] == 2 and default.metrics["num_replicas"] == 1
+    np.testing.assert_allclose(
+        [h["validation_nll"] for h in mirrored.metrics["history"]],
+        [h["validation_nll"] for h in default.metrics["history"]], atol=2e-4)
+    assert mirrored.metrics["history"][-1]["validation_nll"] < (
+        mirrored.metrics["history"][0]["validation_nll"])
+
+
+def test_existing_run_directory_is_never_overwritten(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="already exists and is not empty"):
+        train_lib.fit(make_toy("moons", 100), run_dir, SMALL_FLOW, small_train())
+    assert [p.name for p in run_dir.iterdir()] == ["keep.txt"]
+
+
+def test_bad_data_writes_nothing(tmp_path):
+    bad = make_toy("moons", 100)
+    bad[17, 1] = np.nan
+    with pytest.raises(DataError, match="row 18 holds NaN"):
+        train_lib.fit(bad, tmp_path / "run", SMALL_FLOW, small_train())
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_config_is_checked():
+    with pytest.raises(ValueError, match="'schedule' must be one of \\('cosine', 'constant'\\)"):
+        train_lib.TrainConfig(schedule="linear")
+    with pytest.raises(ValueError, match="'validation_fraction' must be in \\(0, 1\\); got 1.5"):
+        train_lib.TrainConfig(validation_fraction=1.5)

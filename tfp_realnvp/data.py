@@ -1,0 +1,171 @@
+"""Data at the boundary: built-in toy sets, CSV/.npy loading, validation, train/val split."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from sklearn import datasets as skdata
+
+TOY_DATASETS: dict[str, Callable[[int, float, int], np.ndarray]] = {
+    "moons": lambda n, noise, seed: skdata.make_moons(n, noise=noise, random_state=seed)[0],
+    "circles": lambda n, noise, seed: skdata.make_circles(
+        n, noise=noise, factor=0.5, random_state=seed
+    )[0],
+    "blobs": lambda n, noise, seed: skdata.make_blobs(
+        n, n_features=2, centers=3, cluster_std=max(noise, 1e-3) * 10, random_state=seed
+    )[0],
+    "swissroll": lambda n, noise, seed: skdata.make_swiss_roll(
+        n, noise=noise, random_state=seed
+    )[0][:, [0, 2]] / 5.0,
+}
+
+
+class DataError(ValueError):
+    """User data that cannot be used; the message names the file, row or column and the fix."""
+
+
+def make_toy(name: str, num_points: int = 3000, noise: float = 0.05, seed: int = 0) -> np.ndarray:
+    """Samples `num_points` rows of a built-in 2-D toy set as float32."""
+    if name not in TOY_DATASETS:
+        raise DataError(
+            f"Unknown dataset {name!r}; choose one of {', '.join(sorted(TOY_DATASETS))}, "
+            "or pass a file with --data."
+        )
+    if num_points < 1:
+        raise DataError(f"'num_points' must be >= 1; got {num_points}.")
+    return TOY_DATASETS[name](num_points, noise, seed).astype(np.float32)
+
+
+def load_array(path: str | os.PathLike) -> np.ndarray:
+    """Loads a 2-D float32 table from `.npy` or CSV (an optional header row is skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file. Pass a .csv or .npy file of numeric rows.")
+    if path.suffix.lower() == ".npy":
+        array = _load_npy(path)
+    else:
+        array = _load_csv(path)
+    return validate_array(array, source=str(path))
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise DataError(f"{path}: not a readable .npy array of numbers ({error}).") from None
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise DataError(f"{path}: expected a real numeric array; got dtype {array.dtype}.")
+    return array
+
+
+def _parse_row(cells: list[str], line: int, path: Path) -> list[float]:
+    values = []
+    for column, cell in enumerate(cells, start=1):
+        try:
+            values.append(float(cell))
+        except ValueError:
+            raise DataError(
+                f"{path}: row {line}, column {column}: {cell.strip()!r} is not a number. "
+                "Every cell must be numeric (one optional header row is allowed)."
+            ) from None
+    return values
+
+
+def _load_csv(path: Path) -> np.ndarray:
+    with open(path, newline="") as handle:
+        rows = [(i, r) for i, r in enumerate(csv.reader(handle), start=1) if any(c.strip() for c in r)]
+    if rows and not _is_numeric_row(rows[0][1]):
+        rows = rows[1:]  # header
+    if not rows:
+        raise DataError(f"{path}: no data rows. Expected rows of at least 2 numeric columns.")
+    width = len(rows[0][1])
+    parsed = []
+    for line, cells in rows:
+        if len(cells) != width:
+            raise DataError(
+                f"{path}: row {line} has {len(cells)} columns; the first data row has {width}."
+            )
+        parsed.append(_parse_row(cells, line, path))
+    return np.asarray(parsed, dtype=np.float64)
+
+
+def _is_numeric_row(cells: list[str]) -> bool:
+    try:
+        [float(c) for c in cells]
+    except ValueError:
+        return False
+    return True
+
+
+def validate_array(
+    array: np.ndarray, source: str = "data", expected_width: int | None = None
+) -> np.ndarray:
+    """Checks a table of events and returns it as float32 `[N, D]`.
+
+    Rejects: not 2-D, no rows, fewer than 2 columns, a width other than `expected_width`,
+    non-finite values (naming the first bad row, 1-based), values float32 cannot hold.
+    """
+    array = np.asarray(array)
+    if array.ndim != 2:
+        raise DataError(
+            f"{source}: expected a 2-D table [rows, columns]; got shape {array.shape}."
+        )
+    if array.shape[0] == 0:
+        raise DataError(f"{source}: no rows. Expected at least one row of numbers.")
+    if array.shape[1] < 2:
+        raise DataError(
+            f"{source}: {array.shape[1]} column(s); a RealNVP flow needs at least 2 columns."
+        )
+    if expected_width is not None and array.shape[1] != expected_width:
+        raise DataError(
+            f"{source}: {array.shape[1]} columns; this model expects {expected_width} "
+            f"(shape [N, {expected_width}])."
+        )
+    array = array.astype(np.float64)
+    bad = ~np.isfinite(array).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise DataError(
+            f"{source}: row {rows[0] + 1} holds NaN or inf ({len(rows)} bad row(s) in all). "
+            "Remove or impute them."
+        )
+    if np.abs(array).max() > np.finfo(np.float32).max:
+        raise DataError(f"{source}: values exceed the float32 range.")
+    return array.astype(np.float32)
+
+
+def train_validation_split(
+    data: np.ndarray, validation_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffles rows with `seed`, then holds out `validation_fraction` of them (at least 1)."""
+    if not 0 < validation_fraction < 1:
+        raise DataError(f"'validation_fraction' must be in (0, 1); got {validation_fraction}.")
+    if len(data) < 2:
+        raise DataError(f"Need at least 2 rows to hold some out for validation; got {len(data)}.")
+    order = np.random.default_rng(seed).permutation(len(data))
+    num_validation = max(1, int(round(len(data) * validation_fraction)))
+    return data[order[num_validation:]], data[order[:num_validation]]
+
+
+def standardisation_stats(data: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-column mean and standard deviation (a constant column gets scale 1)."""
+    mean = data.mean(axis=0, dtype=np.float64)
+    std = data.std(axis=0, dtype=np.float64)
+    std = np.where(std > 1e-12, std, 1.0)
+    return mean.tolist(), std.tolist()
+
+
+def save_array(array: np.ndarray, path: str | os.PathLike) -> None:
+    """Writes `.npy` or CSV by the file's extension, atomically (temp file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if path.suffix.lower() == ".npy":
+        with open(tmp, "wb") as handle:
+            np.save(handle, array)
+    else:
+        np.savetxt(tmp, array, delimiter=",", fmt="%.8g")
+    os.replace(tmp, path)
