@@ -100,7 +100,8 @@ def test_unknown_dataset_and_bad_options_are_usage_errors(tmp_path):
 
 def test_sample_from_a_directory_that_is_not_a_run(tmp_path):
     result = invoke("sample", tmp_path, "-n", 3)
-    assert result.exit_code == 1 and "not a run directory (no config.json)" in result.output
+    assert result.exit_code == 1
+    assert "neither a run directory (config.json) nor an export" in result.output
 
 
 def test_version_and_module_entry_point():

@@ -73,7 +73,7 @@ def test_gradients_reach_every_variable(dim, config_index):
     grads = tape.gradient(loss, flow.trainable_variables)
     expected = config.num_couplings * 2 * (config.num_hidden_layers + 1)
     assert len(flow.trainable_variables) == expected
-    for variable, grad in zip(flow.trainable_variables, grads):
+    for variable, grad in zip(flow.trainable_variables, grads, strict=True):
         assert grad is not None, variable.name
         assert np.all(np.isfinite(grad)), variable.name
         assert np.any(grad.numpy() != 0), variable.name

@@ -48,7 +48,8 @@ def test_config_json_round_trip_rebuilds_the_same_log_prob(dim):
     assert restored == config
     first, second = build_flow(config), build_flow(restored)
     randomise_weights(first, seed=1)
-    for source, target in zip(first.trainable_variables, second.trainable_variables):
+    pairs = zip(first.trainable_variables, second.trainable_variables, strict=True)
+    for source, target in pairs:
         target.assign(source)
     x = tf.random.stateless_normal([9, dim], seed=[5, 5])
     np.testing.assert_array_equal(first.log_prob(x), second.log_prob(x))

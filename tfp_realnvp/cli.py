@@ -72,9 +72,11 @@ def _default_run_dir(source: str) -> Path:
 @click.option("--strategy", type=click.Choice(["default", "mirrored"]), default="default",
               show_default=True, help="tf.distribute strategy for training.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--export", "export_base", type=click.Path(file_okay=False, path_type=Path),
+              help="After training, export a SavedModel to EXPORT/realnvp/<next version>.")
 def fit(data_file: Path | None, run_dir: Path | None, resume: bool, dataset: str,
         num_points: int, noise: float, seed: int, strategy: str, quiet: bool,
-        **options: Any) -> None:
+        export_base: Path | None, **options: Any) -> None:
     """Train a flow. With no arguments: two moons (3000 points, noise 0.05)."""
     from tfp_realnvp import data as data_lib
     from tfp_realnvp import train as train_lib
@@ -103,6 +105,8 @@ def fit(data_file: Path | None, run_dir: Path | None, resume: bool, dataset: str
         test_nll = train_lib.mean_nll(result.flow, test)
         metrics = train_lib.record_test_metrics(run_dir, {"nll": test_nll, "num_points": len(test)})
     _report_fit(run_dir, metrics)
+    if export_base is not None:
+        _export_and_report(run_dir, export_base, "realnvp", None)
 
 
 def _configs(flow_cls, train_cls, seed: int, options: dict[str, Any]):
@@ -143,9 +147,30 @@ def _report_fit(run_dir: Path, metrics: dict[str, Any]) -> None:
 
 
 def _load_flow(path: Path):
-    from tfp_realnvp import train as train_lib
+    from tfp_realnvp.serving import load
 
-    return train_lib.load_run(path)
+    return load(path)
+
+
+def _export_and_report(source: Path, base_dir: Path, name: str, version: int | None) -> None:
+    from tfp_realnvp.serving import export as export_flow
+
+    try:
+        target = export_flow(source, base_dir, name=name, version=version)
+    except _user_errors() as error:
+        raise _fail(error) from None
+    click.echo(f"exported SavedModel: {target}")
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("base_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", default="realnvp", show_default=True, help="Model name (folder).")
+@click.option("--version", "version", type=click.IntRange(min=1),
+              help="Integer version (default: the next free one); never overwritten.")
+def export(source: Path, base_dir: Path, name: str, version: int | None) -> None:
+    """Export a trained run as a TF Serving SavedModel at BASE_DIR/NAME/VERSION."""
+    _export_and_report(source, base_dir, name, version)
 
 
 @main.command()
@@ -156,7 +181,7 @@ def _load_flow(path: Path):
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to FILE.csv or FILE.npy (by extension); default: CSV on stdout.")
 def sample(model_dir: Path, num_samples: int, seed: int, output: Path | None) -> None:
-    """Draw samples (in data units) from a trained model."""
+    """Draw samples (in data units) from a run directory or an export."""
     from tfp_realnvp import data as data_lib
     from tfp_realnvp.sampling import sample_flow
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from sklearn import datasets as skdata
@@ -45,10 +45,7 @@ def load_array(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file. Pass a .csv or .npy file of numeric rows.")
-    if path.suffix.lower() == ".npy":
-        array = _load_npy(path)
-    else:
-        array = _load_csv(path)
+    array = _load_npy(path) if path.suffix.lower() == ".npy" else _load_csv(path)
     return validate_array(array, source=str(path))
 
 
@@ -77,7 +74,8 @@ def _parse_row(cells: list[str], line: int, path: Path) -> list[float]:
 
 def _load_csv(path: Path) -> np.ndarray:
     with open(path, newline="") as handle:
-        rows = [(i, r) for i, r in enumerate(csv.reader(handle), start=1) if any(c.strip() for c in r)]
+        numbered = enumerate(csv.reader(handle), start=1)
+        rows = [(i, r) for i, r in numbered if any(c.strip() for c in r)]
     if rows and not _is_numeric_row(rows[0][1]):
         rows = rows[1:]  # header
     if not rows:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -31,9 +32,9 @@ class FlowConfig:
     event_dim: int = 2
     num_couplings: int = 8
     hidden_units: int = 64
-    num_hidden_layers: int = 2
+    num_hidden_layers: int = 3
     activation: str = "silu"
-    log_scale_bound: float = 3.0
+    log_scale_bound: float = 2.0
     permutation: str = "reverse"
     permutation_seed: int = 0
     context_dim: int = 0
@@ -74,7 +75,7 @@ class FlowConfig:
         if self.data_scale is not None and not all(s > 0 for s in self.data_scale):
             raise ValueError(f"'data_scale' entries must be > 0; got {self.data_scale}.")
 
-    def replace(self, **changes: Any) -> "FlowConfig":
+    def replace(self, **changes: Any) -> FlowConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,7 +86,7 @@ class FlowConfig:
         return out
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "FlowConfig":
+    def from_dict(cls, values: dict[str, Any]) -> FlowConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -96,7 +97,7 @@ class FlowConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "FlowConfig":
+    def from_json(cls, text: str) -> FlowConfig:
         return cls.from_dict(json.loads(text))
 
 

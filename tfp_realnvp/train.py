@@ -18,8 +18,9 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -51,7 +52,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     clip_norm: float = 10.0
     validation_fraction: float = 0.1
-    patience: int = 60
+    patience: int = 100
     seed: int = 0
     jit_compile: bool = False
     checkpoint_every: int = 25
@@ -79,7 +80,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         return cls(**values)
 
 
@@ -193,7 +194,7 @@ class Trainer:
 
     def _replica_step(self, batch: tf.Tensor) -> tf.Tensor:
         loss, grads = self._loss_and_grads(batch)
-        self.optimizer.apply_gradients(zip(grads, self.variables))
+        self.optimizer.apply_gradients(zip(grads, self.variables, strict=True))
         return loss
 
     def _train_epoch_fn(self, iterator) -> tf.Tensor:
@@ -210,11 +211,11 @@ class Trainer:
     def _keep_best_fn(self, epoch: tf.Tensor, nll: tf.Tensor) -> None:
         self.state.best_epoch.assign(epoch)
         self.state.best_validation_nll.assign(nll)
-        for best, live in zip(self.state.best_weights, self.variables):
+        for best, live in zip(self.state.best_weights, self.variables, strict=True):
             best.assign(live)
 
     def _restore_best_fn(self) -> None:
-        for best, live in zip(self.state.best_weights, self.variables):
+        for best, live in zip(self.state.best_weights, self.variables, strict=True):
             live.assign(best)
 
     def dataset_iterator(self, train: np.ndarray, epoch_offset: int):
@@ -357,7 +358,9 @@ def _run_epochs(
     start_epoch = int(state.epoch.numpy())
     iterator = trainer.dataset_iterator(train, start_epoch)
     validation_x = tf.constant(validation)
-    started = time.perf_counter()
+    # Wall time counts only epochs kept in the history: time lost after the last
+    # checkpoint of an interrupted run is not counted.
+    started = time.perf_counter() - sum(h["seconds"] for h in history)
     stopped_early = False
     for epoch in range(start_epoch + 1, config.epochs + 1):
         tick = time.perf_counter()
@@ -404,18 +407,14 @@ def _write_metrics(
     stopped_early: bool = False,
 ) -> dict[str, Any]:
     state = trainer.state
-    previous = {}
-    if (run_dir / METRICS_FILE).is_file():
-        previous = json.loads((run_dir / METRICS_FILE).read_text())
     epochs_run = len(history)
     metrics = {
-        **{k: v for k, v in previous.items() if k.startswith("test_")},
         "status": status,
         "epochs_run": epochs_run,
         "best_epoch": int(state.best_epoch.numpy()),
         "best_validation_nll": _finite_or_none(float(state.best_validation_nll.numpy())),
         "stopped_early": stopped_early,
-        "wall_time_s": previous.get("wall_time_s", 0.0) * (status != "running") + wall_time,
+        "wall_time_s": wall_time,
         "steps_per_epoch": trainer.steps_per_epoch,
         "batch_size": trainer.global_batch,
         "num_replicas": trainer.strategy.num_replicas_in_sync,

@@ -1,0 +1,362 @@
+"""SavedModel export: layout, signatures on every loader TF Serving-like clients use, reload."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+from conftest import randomise_weights
+
+import tfp_realnvp
+from tfp_realnvp import FlowConfig, build_flow, context_kwargs
+from tfp_realnvp import train as train_lib
+from tfp_realnvp.data import make_toy
+from tfp_realnvp.serving import WARMUP_FILE
+
+tfd = tfp.distributions
+TESTS = Path(__file__).parent
+SEED = np.array([3, 4], np.int32)
+STATEFUL_RANDOM = {"RandomStandardNormal", "RandomUniform", "RandomUniformInt",
+                   "TruncatedNormal", "Multinomial", "RandomGamma", "RandomPoisson",
+                   "RandomPoissonV2", "RandomShuffle", "ParameterizedTruncatedNormal",
+                   "RandomCrop", "RandomShuffleQueue"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    config = FlowConfig(num_couplings=3, hidden_units=16)
+    train_lib.fit(make_toy("moons", 400, seed=1), root / "run", config,
+                  train_lib.TrainConfig(epochs=3, batch_size=64))
+    version_dir = tfp_realnvp.export(root / "run", root / "exports")
+    return root, version_dir, train_lib.load_run(root / "run")
+
+
+@pytest.fixture(scope="module")
+def conditional(tmp_path_factory):
+    root = tmp_path_factory.mktemp("conditional")
+    config = FlowConfig(event_dim=3, num_couplings=2, hidden_units=8, context_dim=2,
+                        data_shift=[1.0, 0.0, -1.0], data_scale=[2.0, 1.0, 0.5])
+    flow = build_flow(config)
+    randomise_weights(flow, seed=5, scale=0.3)
+    return flow, tfp_realnvp.export(flow, root, name="cond", config=config)
+
+
+def expected_outputs(flow, x, z, num_samples=5, seed=SEED, context=None):
+    """What each signature must return, computed in-process with the live flow."""
+    kwargs = context_kwargs(flow, context) if context is not None else {}
+    chain = kwargs.get("bijector_kwargs", {})
+    return {
+        "serving_default": {"log_prob": flow.log_prob(x, **kwargs).numpy()},
+        "log_prob": {"log_prob": flow.log_prob(x, **kwargs).numpy()},
+        "sample": {"samples": flow.sample(num_samples, seed=tf.constant(seed), **kwargs).numpy()},
+        "encode": {"z": flow.bijector.inverse(x, **chain).numpy()},
+        "decode": {"x": flow.bijector.forward(z, **chain).numpy()},
+    }
+
+
+def signature_inputs(x, z, num_samples=5, seed=SEED, context=None):
+    inputs = {
+        "serving_default": {"x": x}, "log_prob": {"x": x},
+        "sample": {"num_samples": np.array(num_samples, np.int32), "seed": seed},
+        "encode": {"x": x}, "decode": {"z": z},
+    }
+    if context is not None:
+        for request in inputs.values():
+            request["context"] = context
+    return inputs
+
+
+def run_fresh_python(script: str, payload: dict) -> dict:
+    """Runs `script` in a new interpreter; it reads JSON on stdin and prints JSON."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], input=json.dumps(payload),
+        capture_output=True, text=True, timeout=300, cwd=TESTS,
+        env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def to_json(inputs):
+    return {sig: {k: np.asarray(v).tolist() for k, v in req.items()}
+            for sig, req in inputs.items()}
+
+
+def assert_outputs_match(got, expected, atol=1e-5):
+    assert set(got) == set(expected)
+    for signature, outputs in expected.items():
+        assert set(got[signature]) == set(outputs), signature
+        for key, value in outputs.items():
+            np.testing.assert_allclose(np.asarray(got[signature][key]), value, atol=atol,
+                                       rtol=1e-5, err_msg=f"{signature}/{key}")
+
+
+TF2_LOADER = """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    payload = json.load(sys.stdin)
+    model = tf.saved_model.load(payload["path"])
+    dtypes = {"num_samples": tf.int32, "seed": tf.int32}
+    out = {}
+    for signature, inputs in payload["inputs"].items():
+        fn = model.signatures[signature]
+        feed = {k: tf.constant(v, dtype=dtypes.get(k, tf.float32)) for k, v in inputs.items()}
+        out[signature] = {k: v.numpy().tolist() for k, v in fn(**feed).items()}
+    again = model.signatures["sample"](**{k: tf.constant(v, tf.int32)
+                                         for k, v in payload["inputs"]["sample"].items()})
+    out["sample_again"] = again["samples"].numpy().tolist()
+    out["modules"] = sorted(m for m in ("tensorflow_probability", "tfp_realnvp", "tf_keras")
+                            if m in sys.modules)
+    print(json.dumps(out))
+"""
+
+TF1_SESSION_LOADER = """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    payload = json.load(sys.stdin)
+    out, methods = {}, {}
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], payload["path"])
+        for signature, inputs in payload["inputs"].items():
+            definition = meta.signature_def[signature]
+            methods[signature] = [definition.method_name, sorted(definition.inputs)]
+            feed = {definition.inputs[k].name: np.asarray(v, dtype="int32"
+                    if k in ("num_samples", "seed") else "float32") for k, v in inputs.items()}
+            names = sorted(definition.outputs)
+            values = session.run([definition.outputs[k].name for k in names], feed_dict=feed)
+            out[signature] = {k: v.tolist() for k, v in zip(names, values)}
+    out["methods"] = methods
+    out["modules"] = sorted(m for m in ("tensorflow_probability", "tfp_realnvp")
+                            if m in sys.modules)
+    print(json.dumps(out))
+"""
+
+CAPI_LOADER = """
+    import json, sys
+    import numpy as np
+    from serving_capi import CApiSavedModel
+    from tensorflow.core.protobuf import meta_graph_pb2
+    from tensorflow.core.framework import tensor_pb2
+    from tensorflow.python.lib.io import tf_record
+    from tensorflow.python.framework import tensor_util
+    payload = json.load(sys.stdin)
+    out = {}
+    with CApiSavedModel(payload["path"]) as model:
+        for signature, inputs in payload["inputs"].items():
+            feed = {k: np.asarray(v, dtype="int32" if k in ("num_samples", "seed")
+                    else "float32") for k, v in inputs.items()}
+            out[signature] = {k: v.tolist() for k, v in model.run(signature, feed).items()}
+        out["signatures"] = {name: [d.method_name, sorted(d.inputs), sorted(d.outputs)]
+                             for name, d in model.signature_defs.items()
+                             if not name.startswith("__")}
+        # Replay the warm-up file exactly as the model server does before serving.
+        from tensorflow_serving.apis import prediction_log_pb2
+        replayed = []
+        for record in tf_record.tf_record_iterator(payload["warmup"]):
+            request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+            feed = {k: tensor_util.MakeNdarray(v) for k, v in request.inputs.items()}
+            result = model.run(request.model_spec.signature_name, feed)
+            assert all(np.all(np.isfinite(v)) for v in result.values())
+            replayed.append(request.model_spec.signature_name)
+        out["warmup"] = replayed
+        try:
+            bad = {"x": np.zeros((2, payload["dim"] + 1), "float32")}
+            if payload.get("context_dim"):
+                bad["context"] = np.zeros((2, payload["context_dim"]), "float32")
+            model.run("log_prob", bad)
+            out["bad_width"] = "no error"
+        except RuntimeError as error:
+            out["bad_width"] = str(error)
+    print(json.dumps(out))
+"""
+
+
+def test_layout_versions_and_assets(trained):
+    root, version_dir, _ = trained
+    assert version_dir == root / "exports" / "realnvp" / "1"
+    names = {p.name for p in version_dir.iterdir()}
+    assert {"saved_model.pb", "variables", "assets.extra"} <= names
+    extra = version_dir / "assets.extra"
+    info = json.loads((extra / "export_info.json").read_text())
+    assert info["tensorflow_version"] == tf.__version__
+    assert FlowConfig.from_json((extra / "flow_config.json").read_text()).num_couplings == 3
+    assert json.loads((extra / "metrics.json").read_text())["status"] == "completed"
+
+    second = tfp_realnvp.export(root / "run", root / "exports")
+    assert second.name == "2"
+    before = (version_dir / "saved_model.pb").read_bytes()
+    with pytest.raises(FileExistsError, match="already exists; versions are never overwritten"):
+        tfp_realnvp.export(root / "run", root / "exports", version=1)
+    assert (version_dir / "saved_model.pb").read_bytes() == before
+    assert sorted(p.name for p in (root / "exports" / "realnvp").iterdir()) == ["1", "2"]
+
+
+def test_tf_only_subprocess_matches_in_process(trained):
+    _, version_dir, flow = trained
+    x = make_toy("moons", 7, seed=9)
+    z = np.random.default_rng(0).standard_normal((4, 2)).astype(np.float32)
+    got = run_fresh_python(TF2_LOADER, {"path": str(version_dir),
+                                        "inputs": to_json(signature_inputs(x, z))})
+    assert got.pop("modules") == []
+    assert got["sample_again"] == got["sample"]["samples"]
+    got.pop("sample_again")
+    assert_outputs_match(got, expected_outputs(flow, x, z))
+
+
+def test_tf1_session_path_matches_and_signatures_are_predict(trained):
+    _, version_dir, flow = trained
+    x = make_toy("moons", 6, seed=10)
+    z = np.random.default_rng(1).standard_normal((3, 2)).astype(np.float32)
+    got = run_fresh_python(TF1_SESSION_LOADER, {"path": str(version_dir),
+                                                "inputs": to_json(signature_inputs(x, z))})
+    assert got.pop("modules") == []
+    methods = got.pop("methods")
+    assert all(m[0] == "tensorflow/serving/predict" for m in methods.values())
+    assert methods["sample"][1] == ["num_samples", "seed"]
+    assert methods["log_prob"][1] == ["x"] and methods["decode"][1] == ["z"]
+    assert_outputs_match(got, expected_outputs(flow, x, z))
+
+
+def test_c_api_loader_runs_signatures_and_replays_warmup(trained):
+    _, version_dir, flow = trained
+    x = make_toy("moons", 5, seed=11)
+    z = np.random.default_rng(2).standard_normal((2, 2)).astype(np.float32)
+    got = run_fresh_python(CAPI_LOADER, {
+        "path": str(version_dir), "dim": 2,
+        "warmup": str(version_dir / "assets.extra" / WARMUP_FILE),
+        "inputs": to_json(signature_inputs(x, z))})
+    signatures = got.pop("signatures")
+    assert signatures == {
+        "serving_default": ["tensorflow/serving/predict", ["x"], ["log_prob"]],
+        "log_prob": ["tensorflow/serving/predict", ["x"], ["log_prob"]],
+        "sample": ["tensorflow/serving/predict", ["num_samples", "seed"], ["samples"]],
+        "encode": ["tensorflow/serving/predict", ["x"], ["z"]],
+        "decode": ["tensorflow/serving/predict", ["z"], ["x"]],
+    }
+    assert sorted(got.pop("warmup")) == sorted(signatures)
+    assert "expected shape [?,2]" in got.pop("bad_width")
+    assert_outputs_match(got, expected_outputs(flow, x, z))
+
+
+def test_conditional_export_takes_context_everywhere(conditional):
+    flow, version_dir = conditional
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    z = rng.standard_normal((4, 3)).astype(np.float32)
+    context = rng.standard_normal((4, 2)).astype(np.float32)
+    inputs = signature_inputs(x, z, num_samples=4, context=context)
+    got = run_fresh_python(CAPI_LOADER, {
+        "path": str(version_dir), "dim": 3, "context_dim": 2, "inputs": to_json(inputs),
+        "warmup": str(version_dir / "assets.extra" / WARMUP_FILE)})
+    assert got["signatures"]["sample"][1] == ["context", "num_samples", "seed"]
+    assert got["signatures"]["log_prob"][1] == ["context", "x"]
+    assert len(got.pop("warmup")) == 5
+    assert "expected shape [?,3]" in got.pop("bad_width")
+    got.pop("signatures")
+    assert_outputs_match(got, expected_outputs(flow, x, z, num_samples=4,
+                                               context=tf.constant(context)))
+
+
+def test_saved_model_cli_lists_the_signatures(trained):
+    _, version_dir, _ = trained
+    cli = Path(sys.executable).with_name("saved_model_cli")
+    command = [str(cli)] if cli.exists() else [
+        sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+    shown = subprocess.run([*command, "show", "--dir", str(version_dir), "--all"],
+                           capture_output=True, text=True, timeout=120, check=True).stdout
+    for signature in ("serving_default", "log_prob", "sample", "encode", "decode"):
+        assert f"signature_def['{signature}']" in shown
+    assert "shape: (-1, 2)" in shown and "name: serving_default_x:0" in shown
+    assert "inputs['num_samples'] tensor_info:\n        dtype: DT_INT32\n        shape: ()" in shown
+    assert "shape: (2)" in shown and "outputs['log_prob']" in shown
+
+
+def test_graph_holds_only_stock_stateless_ops(trained):
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.python.framework import op_def_registry
+
+    _, version_dir, _ = trained
+    saved = saved_model_pb2.SavedModel.FromString((version_dir / "saved_model.pb").read_bytes())
+    ops = set()
+    for meta in saved.meta_graphs:
+        ops |= {node.op for node in meta.graph_def.node}
+        for function in meta.graph_def.library.function:
+            ops |= {node.op for node in function.node_def}
+    assert "StatelessRandomNormalV2" in ops
+    assert not ops & STATEFUL_RANDOM
+    assert not {op for op in ops if op.startswith("Stateful") and op != "StatefulPartitionedCall"}
+    assert not {"PyFunc", "EagerPyFunc", "PyFuncStateless"} & ops
+    assert [op for op in ops if op_def_registry.get(op) is None] == []
+
+
+def test_load_returns_a_live_tfp_distribution(trained):
+    root, version_dir, flow = trained
+    loaded = tfp_realnvp.load(version_dir)
+    # tfd.TransformedDistribution(...) builds its non-CompositeTensor base class here,
+    # because a bijector holding a Keras model is not a CompositeTensor.
+    assert isinstance(loaded, tfd.Distribution)
+    assert type(loaded).__name__.endswith("TransformedDistribution")
+    assert len(tfp_realnvp.couplings(loaded)) == 3
+    x = tf.constant(make_toy("moons", 50, seed=12))
+    served = tf.saved_model.load(str(version_dir)).signatures["log_prob"](x=x)["log_prob"]
+    np.testing.assert_allclose(loaded.log_prob(x), served, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(tfp_realnvp.load(root / "exports" / "realnvp").log_prob(x),
+                               served, atol=1e-6, rtol=0)
+    samples = loaded.sample(10, seed=tf.constant(SEED))
+    np.testing.assert_array_equal(samples, flow.sample(10, seed=tf.constant(SEED)))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        log_prob = loaded.log_prob(x)
+    grad = tape.gradient(log_prob, x)
+    assert grad.shape == x.shape and np.all(np.isfinite(grad)) and np.any(grad != 0)
+
+    # Composes like any TFP distribution: a component of a mixture.
+    wide = tfd.MultivariateNormalDiag(loc=[0.5, 0.25], scale_diag=[3.0, 3.0])
+    mixture = tfd.Mixture(tfd.Categorical(probs=[0.9, 0.1]), [loaded, wide])
+    expected = np.logaddexp(np.log(0.9) + loaded.log_prob(x), np.log(0.1) + wide.log_prob(x))
+    np.testing.assert_allclose(mixture.log_prob(x), expected, rtol=1e-5)
+    assert mixture.sample(6, seed=tf.constant(SEED)).shape == [6, 2]
+
+
+def test_load_refuses_what_is_not_a_model(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither a run directory"):
+        tfp_realnvp.load(tmp_path)
+
+
+def test_cli_export_and_fit_export(trained, tmp_path):
+    from click.testing import CliRunner
+
+    from tfp_realnvp.cli import main
+
+    root, version_dir, _ = trained
+    runner = CliRunner()
+    base = tmp_path / "served"
+    result = runner.invoke(main, ["export", str(root / "run"), str(base), "--name", "moons",
+                                  "--version", "7"])
+    assert result.exit_code == 0, result.output
+    assert (base / "moons" / "7" / "saved_model.pb").is_file()
+    again = runner.invoke(main, ["export", str(root / "run"), str(base), "--name", "moons",
+                                 "--version", "7"])
+    assert again.exit_code == 1 and "versions are never overwritten" in again.output
+
+    sampled = runner.invoke(main, ["sample", str(base / "moons" / "7"), "-n", "4", "--seed", "2"])
+    from_run = runner.invoke(main, ["sample", str(root / "run"), "-n", "4", "--seed", "2"])
+    assert sampled.exit_code == 0 and sampled.output == from_run.output
+    np.save(tmp_path / "x.npy", make_toy("moons", 30, seed=13))
+    scores = [json.loads(runner.invoke(main, ["evaluate", str(p), "--data",
+                                              str(tmp_path / "x.npy"), "--json"]).output)
+              for p in (base / "moons", root / "run")]
+    assert scores[0]["nll"] == pytest.approx(scores[1]["nll"], abs=1e-5)
+
+    fitted = runner.invoke(main, ["fit", "--out", str(tmp_path / "run2"), "--num-points", "200",
+                                  "--epochs", "2", "--num-couplings", "2", "--hidden-units",
+                                  "8", "--quiet", "--export", str(base)])
+    assert fitted.exit_code == 0, fitted.output
+    assert (base / "realnvp" / "1" / "saved_model.pb").is_file()

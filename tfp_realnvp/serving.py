@@ -1,0 +1,280 @@
+"""SavedModel export for TensorFlow Serving (`export`), and `load` back to a TFP distribution.
+
+Layout (what `tensorflow_model_server --model_base_path=BASE/NAME` expects):
+
+```none
+BASE/NAME/VERSION/saved_model.pb, variables/       tag "serve"
+BASE/NAME/VERSION/assets.extra/flow_config.json     rebuilds the flow (`load`)
+                              /metrics.json         the training run's metrics
+                              /export_info.json     TF version that wrote it, signatures
+                              /tf_serving_warmup_requests   one Predict per signature
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_realnvp import __version__
+from tfp_realnvp import train as train_lib
+from tfp_realnvp.flow import FlowConfig, build_flow, context_kwargs
+
+tfd = tfp.distributions
+
+ASSETS_EXTRA = "assets.extra"
+FLOW_CONFIG_FILE = "flow_config.json"
+EXPORT_INFO_FILE = "export_info.json"
+WARMUP_FILE = "tf_serving_warmup_requests"
+SIGNATURES = ("serving_default", "log_prob", "sample", "encode", "decode")
+
+
+class FlowServingModule(tf.Module):
+    """The serving graph: four named-tensor functions over one flow.
+
+    Every input is shape-checked in the graph (`EnsureShape`), so a request of the wrong
+    rank or width fails with an InvalidArgument error naming the expected shape, which TF
+    Serving returns to the client. Sampling takes an int32 `[2]` seed and lowers to
+    stateless random ops: the same seed gives the same samples on every server.
+    """
+
+    def __init__(self, flow: tfd.TransformedDistribution, config: FlowConfig) -> None:
+        super().__init__(name="flow_serving")
+        self.flow = flow  # tracked: its variables become the SavedModel's variables
+        self._dim = config.event_dim
+        self._context_dim = config.context_dim
+        events = tf.TensorSpec([None, self._dim], tf.float32)
+        sample_specs = [tf.TensorSpec([], tf.int32, name="num_samples"),
+                        tf.TensorSpec([2], tf.int32, name="seed")]
+        contexts = [tf.TensorSpec([None, self._context_dim], tf.float32, name="context")]
+        extra = contexts if self._context_dim else []
+        self.log_prob = tf.function(self._log_prob, input_signature=[
+            tf.TensorSpec([None, self._dim], tf.float32, name="x"), *extra])
+        self.sample = tf.function(self._sample, input_signature=[*sample_specs, *extra])
+        self.encode = tf.function(self._encode, input_signature=[
+            tf.TensorSpec.from_spec(events, name="x"), *extra])
+        self.decode = tf.function(self._decode, input_signature=[
+            tf.TensorSpec.from_spec(events, name="z"), *extra])
+
+    def signatures(self) -> dict[str, Any]:
+        return {"serving_default": self.log_prob, "log_prob": self.log_prob,
+                "sample": self.sample, "encode": self.encode, "decode": self.decode}
+
+    def _events(self, x: tf.Tensor, name: str) -> tf.Tensor:
+        return tf.ensure_shape(x, [None, self._dim], name=f"check_{name}_is_batch_by_{self._dim}")
+
+    def _kwargs(self, context: tf.Tensor | None) -> dict[str, Any]:
+        if context is None:
+            return {}
+        context = tf.ensure_shape(context, [None, self._context_dim],
+                                  name=f"check_context_is_batch_by_{self._context_dim}")
+        return context_kwargs(self.flow, context)
+
+    def _chain_kwargs(self, context: tf.Tensor | None) -> dict[str, Any]:
+        return self._kwargs(context).get("bijector_kwargs", {})
+
+    def _log_prob(self, x, context=None):
+        return {"log_prob": self.flow.log_prob(self._events(x, "x"), **self._kwargs(context))}
+
+    def _sample(self, num_samples, seed, context=None):
+        num_samples = tf.ensure_shape(num_samples, [], name="check_num_samples_is_scalar")
+        seed = tf.ensure_shape(seed, [2], name="check_seed_is_2_int32")
+        checked = tf.debugging.assert_non_negative(
+            num_samples, message="num_samples must be >= 0")
+        with tf.control_dependencies([checked]):
+            samples = self.flow.sample(num_samples, seed=seed, **self._kwargs(context))
+        return {"samples": samples}
+
+    def _encode(self, x, context=None):
+        return {"z": self.flow.bijector.inverse(self._events(x, "x"),
+                                                **self._chain_kwargs(context))}
+
+    def _decode(self, z, context=None):
+        return {"x": self.flow.bijector.forward(self._events(z, "z"),
+                                                **self._chain_kwargs(context))}
+
+
+def next_version(model_dir: Path) -> int:
+    """One more than the largest integer version folder under `model_dir` (1 if none)."""
+    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()] \
+        if model_dir.is_dir() else []
+    return max(versions, default=0) + 1
+
+
+def _warmup_inputs(config: FlowConfig) -> dict[str, dict[str, np.ndarray]]:
+    """A small valid request per signature (two rows at the data mean)."""
+    shift = np.zeros(config.event_dim) if config.data_shift is None else config.data_shift
+    x = np.tile(np.asarray(shift, np.float32), (2, 1))
+    requests = {
+        "serving_default": {"x": x},
+        "log_prob": {"x": x},
+        "sample": {"num_samples": np.array(2, np.int32), "seed": np.array([0, 0], np.int32)},
+        "encode": {"x": x},
+        "decode": {"z": np.zeros_like(x)},
+    }
+    if config.context_dim:
+        for inputs in requests.values():
+            inputs["context"] = np.zeros((2, config.context_dim), np.float32)
+    return requests
+
+
+def write_warmup_requests(path: Path, model_name: str, config: FlowConfig) -> int:
+    """Writes TF Serving's warm-up TFRecord: one `PredictionLog` per signature.
+
+    The model server replays these before it marks the version AVAILABLE, so the first
+    real request does not pay for graph initialisation. A record that fails makes the
+    server refuse the version, so each is a request the export is known to answer.
+    """
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    requests = _warmup_inputs(config)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for signature, inputs in requests.items():
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
+            for key, value in inputs.items():
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+    return len(requests)
+
+
+def _write_assets(version_dir: Path, name: str, config: FlowConfig,
+                  metrics: dict[str, Any] | None) -> None:
+    extra = version_dir / ASSETS_EXTRA
+    extra.mkdir()
+    (extra / FLOW_CONFIG_FILE).write_text(config.to_json() + "\n")
+    if metrics is not None:
+        (extra / train_lib.METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    info = {
+        "tensorflow_version": tf.__version__,
+        "tfp_realnvp_version": __version__,
+        "model_name": name,
+        "event_dim": config.event_dim,
+        "context_dim": config.context_dim,
+        "signatures": list(SIGNATURES),
+        "note": "Serve with TensorFlow Serving built from TensorFlow >= tensorflow_version.",
+    }
+    (extra / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    write_warmup_requests(extra / WARMUP_FILE, name, config)
+
+
+def export(
+    source: str | os.PathLike | tfd.TransformedDistribution,
+    base_dir: str | os.PathLike,
+    name: str = "realnvp",
+    version: int | None = None,
+    config: FlowConfig | None = None,
+) -> Path:
+    """Exports a trained flow to `base_dir/name/version/` and returns that path.
+
+    `source` is a run directory, an export (re-exported), or a live flow together with its
+    `config`. The SavedModel is written into a hidden temporary folder beside the target
+    and renamed into place, so a server polling `base_dir/name` never sees half a version;
+    an existing version is never overwritten.
+    """
+    flow, config, metrics = _resolve_source(source, config)
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"'name' must be a plain folder name; got {name!r}.")
+    model_dir = Path(base_dir) / name
+    version = next_version(model_dir) if version is None else int(version)
+    if version < 1:
+        raise ValueError(f"'version' must be a positive integer; got {version}.")
+    target = model_dir / str(version)
+    if target.exists():
+        raise FileExistsError(
+            f"{target} already exists; versions are never overwritten. Omit --version to "
+            f"write the next free one ({next_version(model_dir)}).")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir))
+    try:
+        module = FlowServingModule(flow, config)
+        with _quiet_tf_logger():
+            tf.saved_model.save(module, str(staging), signatures=module.signatures())
+        _write_assets(staging, name, config, metrics)
+        os.rename(staging, target)  # fails (ENOTEMPTY) rather than replace a version
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+@contextlib.contextmanager
+def _quiet_tf_logger():
+    """Hides TensorFlow's Python deprecation chatter (LinearOperator.graph_parents) on save."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _resolve_source(source, config):
+    if isinstance(source, tfd.Distribution):
+        if config is None:
+            raise ValueError("Exporting a live flow needs its FlowConfig: pass config=.")
+        return source, config, None
+    path = Path(source)
+    version_dir = resolve_export_dir(path) if not (path / train_lib.CONFIG_FILE).is_file() \
+        else None
+    if version_dir is not None:
+        metrics_file = version_dir / ASSETS_EXTRA / train_lib.METRICS_FILE
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
+        return load(version_dir), read_export_config(version_dir), metrics
+    metrics_file = path / train_lib.METRICS_FILE
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
+    return train_lib.load_run(path), train_lib.read_run_config(path)["flow"], metrics
+
+
+def resolve_export_dir(path: str | os.PathLike) -> Path:
+    """An export version folder: `path` itself, or the latest version under `path`."""
+    path = Path(path)
+    if (path / "saved_model.pb").is_file():
+        return path
+    if path.is_dir():
+        versions = [int(p.name) for p in path.iterdir()
+                    if p.name.isdigit() and (p / "saved_model.pb").is_file()]
+        if versions:
+            return path / str(max(versions))
+    raise FileNotFoundError(
+        f"{path}: neither a run directory (config.json) nor an export (saved_model.pb, or "
+        "integer version folders holding one).")
+
+
+def read_export_config(version_dir: Path) -> FlowConfig:
+    path = version_dir / ASSETS_EXTRA / FLOW_CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{version_dir}: no {ASSETS_EXTRA}/{FLOW_CONFIG_FILE}; was it "
+                                "written by tfp_realnvp.export?")
+    return FlowConfig.from_json(path.read_text())
+
+
+def load(path: str | os.PathLike) -> tfd.TransformedDistribution:
+    """A live `tfd.TransformedDistribution` from a run directory or an export.
+
+    For an export the flow is rebuilt from `assets.extra/flow_config.json` and its weights
+    are read from the SavedModel's variables (the serving module keeps the flow under the
+    same `flow` key as a run's checkpoint), so it samples, differentiates and composes
+    with other TFP objects like the flow that was trained.
+    """
+    path = Path(path)
+    if (path / train_lib.CONFIG_FILE).is_file():
+        return train_lib.load_run(path)
+    version_dir = resolve_export_dir(path)
+    flow = build_flow(read_export_config(version_dir))
+    variables = version_dir / "variables" / "variables"
+    tf.train.Checkpoint(flow=flow).read(str(variables)).assert_existing_objects_matched()
+    return flow
