@@ -124,8 +124,7 @@ def _train_with_progress(train_lib, data, run_dir, flow_config, train_config, da
                          strategy_name, resume, quiet):
     strategy = train_lib.make_strategy(strategy_name)
     epochs = train_lib.read_run_config(run_dir)["train"].epochs if resume else train_config.epochs
-    with click.progressbar(length=epochs, label="training", show_pos=True,
-                           file=None if not quiet else open(os.devnull, "w"),
+    with click.progressbar(length=epochs, label="training", show_pos=True, hidden=quiet,
                            item_show_func=lambda m: m) as bar:
         def on_epoch(record) -> None:
             bar.update(record.epoch - bar.pos, f"nll {record.train_nll:.3f} "
