@@ -40,14 +40,8 @@ the only one that means the same thing wherever the server is started from.
 EOF
 }
 
-die() {
-  echo "$PROG: error: $*" >&2
-  exit 1
-}
-
-warn() {
-  echo "$PROG: warning: $*" >&2
-}
+# shellcheck source=export/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 use_config=0
 policy="latest"
@@ -77,22 +71,7 @@ base_dir="${base_dir:-./exports}"
   die "--policy must be latest, all or a comma-separated list of versions, not '$policy'"
 
 # --- the export ----------------------------------------------------------------------------
-[[ -d "$base_dir" ]] || die "export base directory '$base_dir' does not exist
-  (create one with: tfp-realnvp fit --export $base_dir   or   tfp-realnvp export RUN_DIR $base_dir)"
-base_abs="$(cd "$base_dir" && pwd -P)"
-model_dir="$base_abs/$MODEL_NAME"
-[[ -d "$model_dir" ]] || die "'$model_dir' does not exist: is '$base_dir' an export base directory?"
-
-latest_version=""
-for entry in "$model_dir"/*/; do
-  entry="${entry%/}"
-  version="${entry##*/}"
-  [[ "$version" =~ ^[0-9]+$ && -f "$entry/saved_model.pb" ]] || continue
-  if [[ -z "$latest_version" ]] || ((10#$version > 10#$latest_version)); then
-    latest_version="$version"
-  fi
-done
-[[ -n "$latest_version" ]] || die "no version folder (<integer>/saved_model.pb) under '$model_dir'"
+locate_export "$base_dir"
 
 # --- the server binary ---------------------------------------------------------------------
 server="${TFP_REALNVP_MODEL_SERVER:-tensorflow_model_server}"
@@ -111,18 +90,7 @@ if [[ -z "$server_path" ]]; then
 fi
 
 # --- version skew: the server's TensorFlow must be at least the exporting TensorFlow ---------
-version_at_least() { # version_at_least HAVE NEED: HAVE >= NEED, comparing major.minor only
-  local have need
-  have="$(cut -d. -f1,2 <<<"${1%%[-+]*}")"
-  need="$(cut -d. -f1,2 <<<"${2%%[-+]*}")"
-  [[ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n 1)" == "$need" ]]
-}
-info_file="$model_dir/$latest_version/assets.extra/export_info.json"
-export_tf=""
-if [[ -f "$info_file" ]]; then
-  export_tf="$(sed -n 's/.*"tensorflow_version"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' \
-    "$info_file" | head -n 1)"
-fi
+export_tf="$(export_tensorflow_version)"
 server_tf=""
 if [[ -x "$server_path" ]]; then
   # `--version` prints "TensorFlow ModelServer: X" and "TensorFlow Library: Y".
