@@ -314,11 +314,11 @@ def fit(
     `run_dir` are used and training continues from its latest checkpoint.
     """
     run_dir = Path(run_dir)
-    data = data_lib.validate_array(data)
     if resume:
         stored = read_run_config(run_dir)
         flow_config, train_config = stored["flow"], stored["train"]
-        data_lib.validate_array(data, expected_width=flow_config.event_dim)
+    data = data_lib.validate_array(
+        data, expected_width=flow_config.event_dim if resume else None)
     train_config = train_config or TrainConfig()
     train, validation = data_lib.train_validation_split(
         data, train_config.validation_fraction, train_config.seed
