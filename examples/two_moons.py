@@ -9,7 +9,7 @@ from pathlib import Path
 import tfp_realnvp
 from tfp_realnvp.data import make_toy
 from tfp_realnvp.plots import plot_flow
-from tfp_realnvp.train import mean_nll
+from tfp_realnvp.scoring import mean_nll
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/example-moons")
 data = make_toy("moons", 3000, noise=0.05, seed=0)

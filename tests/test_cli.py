@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tfp_realnvp.cli import main
+from tfp_realnvp.cli import cli as main
 
 TINY = ["--num-points", "300", "--epochs", "3", "--num-couplings", "2", "--hidden-units", "8",
         "--batch-size", "64", "--quiet"]

@@ -34,7 +34,7 @@ def trained(tmp_path_factory):
     train_lib.fit(make_toy("moons", 400, seed=1), root / "run", config,
                   train_lib.TrainConfig(epochs=3, batch_size=64))
     version_dir = tfp_realnvp.export(root / "run", root / "exports")
-    return root, version_dir, train_lib.load_run(root / "run")
+    return root, version_dir, tfp_realnvp.load(root / "run")
 
 
 @pytest.fixture(scope="module")
@@ -333,7 +333,7 @@ def test_load_refuses_what_is_not_a_model(tmp_path):
 def test_cli_export_and_fit_export(trained, tmp_path):
     from click.testing import CliRunner
 
-    from tfp_realnvp.cli import main
+    from tfp_realnvp.cli import cli as main
 
     root, version_dir, _ = trained
     runner = CliRunner()

@@ -67,7 +67,7 @@ def server(tmp_path_factory):
             time.sleep(0.5)
         else:
             pytest.fail("the model server did not make version 1 AVAILABLE within 60 s")
-        yield base, f"127.0.0.1:{grpc_port}", train_lib.load_run(root / "run")
+        yield base, f"127.0.0.1:{grpc_port}", tfp_realnvp.load(root / "run")
     finally:
         process.terminate()
         process.wait(timeout=10)

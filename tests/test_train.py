@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tfp_realnvp
 from tfp_realnvp import FlowConfig, build_flow
+from tfp_realnvp import data as data_lib
 from tfp_realnvp import train as train_lib
 from tfp_realnvp.data import DataError, make_toy
+from tfp_realnvp.scoring import mean_nll
 
 SMALL_FLOW = FlowConfig(num_couplings=4, hidden_units=32, num_hidden_layers=2)
 
@@ -24,10 +27,10 @@ def test_end_to_end_training_lowers_held_out_nll(tmp_path):
     test = make_toy("moons", 2000, 0.05, seed=99)
     untrained = build_flow(SMALL_FLOW.replace(
         data_shift=data.mean(0).tolist(), data_scale=data.std(0).tolist()))
-    start = train_lib.mean_nll(untrained, test)
+    start = mean_nll(untrained, test)
     result = train_lib.fit(data, tmp_path / "run", SMALL_FLOW,
                            small_train(epochs=40, batch_size=128, learning_rate=1e-2))
-    end = train_lib.mean_nll(result.flow, test)
+    end = mean_nll(result.flow, test)
     assert start > 1.8
     assert end < start - 0.8, (start, end)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -42,11 +45,11 @@ def test_run_directory_reloads_the_best_weights(tmp_path):
     result = train_lib.fit(data, tmp_path / "run", SMALL_FLOW, small_train())
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
         "checkpoints", "config.json", "metrics.json", "model"]
-    reloaded = train_lib.load_run(tmp_path / "run")
+    reloaded = tfp_realnvp.load(tmp_path / "run")
     x = tf.constant(data[:50])
     np.testing.assert_array_equal(reloaded.log_prob(x), result.flow.log_prob(x))
-    _, validation = train_lib.data_lib.train_validation_split(data, 0.1, 0)
-    assert train_lib.mean_nll(reloaded, validation) == pytest.approx(
+    _, validation = data_lib.train_validation_split(data, 0.1, 0)
+    assert mean_nll(reloaded, validation) == pytest.approx(
         result.metrics["best_validation_nll"], abs=1e-5)
 
 
@@ -86,7 +89,7 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     interrupted = json.loads((run_dir / "metrics.json").read_text())
     assert interrupted["status"] == "running" and interrupted["epochs_run"] == 4
 
-    resumed = train_lib.fit(data, run_dir, resume=True)
+    resumed = train_lib.resume(run_dir, data)
     history = resumed.metrics["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6]
     assert history[:4] == interrupted["history"]

@@ -1,15 +1,62 @@
-"""tfp-realnvp: RealNVP normalizing flows as TensorFlow Probability distributions."""
+"""tfp-realnvp: RealNVP normalizing flows as TensorFlow Probability distributions.
 
-import os
+Importing the package is cheap and has no side effects: the names below (and the
+submodules) are imported on first use, so `tfp-realnvp --help` does not wait for
+TensorFlow, and nothing here touches the caller's environment or matplotlib backend.
+"""
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from tfp_realnvp.coupling import AffineCoupling  # noqa: E402
-from tfp_realnvp.flow import FlowConfig, build_flow, context_kwargs, couplings  # noqa: E402
-from tfp_realnvp.serving import export, load  # noqa: E402
-from tfp_realnvp.train import TrainConfig, fit  # noqa: E402
+# public name -> the submodule that defines it
+_EXPORTS = {
+    "AffineCoupling": "coupling",
+    "FlowConfig": "config",
+    "TrainConfig": "config",
+    "build_flow": "flow",
+    "bijector_kwargs": "flow",
+    "context_kwargs": "flow",
+    "couplings": "flow",
+    "export": "serving",
+    "load": "rundir",
+    "fit": "train",
+    "resume": "train",
+    "TfpRealnvpError": "errors",
+    "DataError": "errors",
+    "ConfigError": "errors",
+}
+_SUBMODULES = ("cli", "config", "coupling", "data", "errors", "flow", "networks", "plots",
+               "rundir", "sampling", "scoring", "serving", "train")
 
-__all__ = ["AffineCoupling", "FlowConfig", "TrainConfig", "build_flow", "context_kwargs",
-           "couplings", "export", "fit", "load"]
+__all__ = ["AffineCoupling", "ConfigError", "DataError", "FlowConfig", "TfpRealnvpError",
+           "TrainConfig", "bijector_kwargs", "build_flow", "context_kwargs", "couplings",
+           "export", "fit", "load", "resume"]
+assert sorted(_EXPORTS) == __all__
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does the work
+    from tfp_realnvp.config import FlowConfig, TrainConfig
+    from tfp_realnvp.coupling import AffineCoupling
+    from tfp_realnvp.errors import ConfigError, DataError, TfpRealnvpError
+    from tfp_realnvp.flow import bijector_kwargs, build_flow, context_kwargs, couplings
+    from tfp_realnvp.rundir import load
+    from tfp_realnvp.serving import export
+    from tfp_realnvp.train import fit, resume
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS, *_SUBMODULES])

@@ -1,41 +1,167 @@
-"""The `tfp-realnvp` command line: a thin click layer over the library."""
+"""The `tfp-realnvp` command line: a thin click layer over the library.
+
+The options that build a `FlowConfig` or `TrainConfig` are generated from the dataclass
+fields (their `Setting` metadata), and every choice list is the library's own constant, so
+the CLI cannot drift from the library. Library errors (`TfpRealnvpError`) are reported as
+one line and exit code 1; anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import json
 import os
+import typing
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import click
 
-import datetime  # noqa: E402
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import tfp_realnvp
+from tfp_realnvp.config import (
+    STRATEGIES,
+    TOY_DATASET_NAMES,
+    FlowConfig,
+    Setting,
+    TrainConfig,
+    settings,
+)
+from tfp_realnvp.errors import DataError, TfpRealnvpError, TrainingDivergedError
 
-import click  # noqa: E402
-
-from tfp_realnvp import __version__  # noqa: E402
-
-TOY_NAMES = ("moons", "circles", "blobs", "swissroll")
-DEFAULT_TEST_POINTS = 20000
-TEST_SEED_OFFSET = 1_000_003
-
-
-def _user_errors():
-    """The exceptions that mean bad input, reported as one line and exit code 1."""
-    from tfp_realnvp.data import DataError
-
-    return (DataError, FileNotFoundError, FileExistsError, NotADirectoryError, ValueError,
-            FloatingPointError)
+# What the CLI adds to a library error: the flags that fix it.
+HINTS: dict[type[Exception], str] = {
+    TrainingDivergedError: "Try a lower --learning-rate or --log-scale-bound.",
+}
 
 
-def _fail(error: Exception) -> click.ClickException:
-    return click.ClickException(str(error))
+def main() -> None:
+    """Console entry point: quiets TensorFlow's C++ start-up logging, then runs the CLI."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    cli()
+
+
+@contextlib.contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turns library errors into one-line click errors (exit 1), with the CLI's hint."""
+    try:
+        yield
+    except TfpRealnvpError as error:
+        hint = next((h for kind, h in HINTS.items() if isinstance(error, kind)), "")
+        raise click.ClickException(f"{error} {hint}".strip()) from None
+
+
+def _click_type(python_type: type, rule: Setting) -> Any:
+    if rule.choices is not None:
+        return click.Choice(rule.choices)
+    bounds = dict(min=rule.low, min_open=rule.low_open, max=rule.high, max_open=rule.high_open)
+    if python_type is int:
+        return click.IntRange(**bounds)
+    if python_type is float:
+        return click.FloatRange(**bounds)
+    return python_type
+
+
+def config_options(*classes: type) -> Callable[[Callable], Callable]:
+    """Adds one `--option` per CLI-visible config field of `classes`, default None (unset).
+
+    Unset options leave the dataclass default (shown in the help); a given one overrides it.
+    Booleans become `--name/--no-name` switches.
+    """
+    def decorate(command: Callable) -> Callable:
+        for cls in reversed(classes):
+            hints = typing.get_type_hints(cls)
+            for field, rule in reversed(list(settings(cls))):
+                if not rule.cli:
+                    continue
+                flag = field.name.replace("_", "-")
+                help_text = f"{rule.help} [default: {field.default}]"
+                python_type = _plain_type(hints[field.name])
+                if python_type is bool:
+                    option = click.option(f"--{flag}/--no-{flag}", field.name, default=None,
+                                          help=help_text)
+                else:
+                    option = click.option(f"--{flag}", field.name, default=None,
+                                          type=_click_type(python_type, rule), help=help_text)
+                command = option(command)
+        return command
+
+    return decorate
+
+
+def _plain_type(hint: Any) -> type:
+    """`int | None` -> `int`."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def _fields_of(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The given (not None) options that are fields of `cls`."""
+    names = {field.name for field, _ in settings(cls)}
+    return {k: v for k, v in values.items() if k in names and v is not None}
 
 
 @click.group()
-@click.version_option(__version__, prog_name="tfp-realnvp")
-def main() -> None:
+@click.version_option(tfp_realnvp.__version__, prog_name="tfp-realnvp")
+def cli() -> None:
     """RealNVP normalizing flows on TensorFlow Probability: fit, sample, evaluate, export."""
+
+
+@cli.command()
+@click.option("--dataset", type=click.Choice(TOY_DATASET_NAMES), default="moons",
+              show_default=True, help="Built-in toy set to train on (ignored with --data).")
+@click.option("--num-points", type=click.IntRange(min=10), default=3000, show_default=True,
+              help="Points drawn from the toy set.")
+@click.option("--noise", type=click.FloatRange(min=0), default=0.05, show_default=True,
+              help="Noise of the toy set.")
+@click.option("--data", "data_file", type=click.Path(path_type=Path),
+              help="Train on this CSV or .npy table (rows = samples, >= 2 numeric columns).")
+@click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory (default: runs/<data>-<timestamp>).")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from its checkpoint, on its own data.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the toy data, the split, the shuffle and the weights.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="default",
+              show_default=True, help="tf.distribute strategy for training.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--export", "export_base", type=click.Path(file_okay=False, path_type=Path),
+              help="After training, export a SavedModel to EXPORT/realnvp/<next version>.")
+@config_options(FlowConfig, TrainConfig)
+@click.pass_context
+def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume: bool,
+        dataset: str, num_points: int, noise: float, seed: int, strategy: str, quiet: bool,
+        export_base: Path | None, **options: Any) -> None:
+    """Train a flow. With no arguments: two moons (3000 points, noise 0.05)."""
+    if resume and run_dir is None:
+        raise click.UsageError("--resume needs --out RUN_DIR naming the run to continue.")
+    with reported_errors():
+        if resume:
+            seed_given = ctx.get_parameter_source("seed") != click.core.ParameterSource.DEFAULT
+            changes = {k: v for k, v in options.items() if v is not None}
+            if seed_given:
+                changes.update(seed=seed, permutation_seed=seed)
+            result = _resume(run_dir, data_file, strategy, quiet, changes)
+        else:
+            if data_file is not None:
+                data = tfp_realnvp.data.load_array(data_file)
+                data_info = {"source": str(data_file), "num_rows": len(data)}
+            else:
+                data = tfp_realnvp.data.make_toy(dataset, num_points, noise, seed)
+                data_info = {"source": dataset, "num_points": num_points, "noise": noise,
+                             "seed": seed}
+            flow_config = FlowConfig(permutation_seed=seed, **_fields_of(FlowConfig, options))
+            train_config = TrainConfig(seed=seed, **_fields_of(TrainConfig, options))
+            run_dir = run_dir or _default_run_dir(Path(data_info["source"]).stem)
+            with _progress(train_config.epochs, quiet) as on_epoch:
+                result = tfp_realnvp.fit(data, run_dir, flow_config, train_config, data_info,
+                                         strategy=tfp_realnvp.train.make_strategy(strategy),
+                                         on_epoch=on_epoch)
+        metrics = _score_toy_run(result)
+    _report_fit(result.run_dir, metrics)
+    if export_base is not None:
+        _export_and_report(result.run_dir, export_base, "realnvp", None)
 
 
 def _default_run_dir(source: str) -> Path:
@@ -43,95 +169,49 @@ def _default_run_dir(source: str) -> Path:
     return Path("runs") / f"{source}-{stamp}"
 
 
-@main.command()
-@click.option("--dataset", type=click.Choice(TOY_NAMES), default="moons", show_default=True,
-              help="Built-in toy set to train on (ignored with --data).")
-@click.option("--num-points", type=click.IntRange(min=10), default=3000, show_default=True,
-              help="Points drawn from the toy set.")
-@click.option("--noise", type=click.FloatRange(min=0), default=0.05, show_default=True,
-              help="Noise of the toy set.")
-@click.option("--data", "data_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Train on this CSV or .npy table (rows = samples, >= 2 numeric columns).")
-@click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory (default: runs/<data>-<timestamp>).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
-@click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs.")
-@click.option("--batch-size", type=click.IntRange(min=1))
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True))
-@click.option("--schedule", type=click.Choice(["cosine", "constant"]))
-@click.option("--patience", type=click.IntRange(min=1), help="Early-stopping patience (epochs).")
-@click.option("--validation-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True))
-@click.option("--num-couplings", type=click.IntRange(min=2))
-@click.option("--hidden-units", type=click.IntRange(min=1))
-@click.option("--num-hidden-layers", type=click.IntRange(min=1))
-@click.option("--activation", type=click.Choice(["relu", "tanh", "gelu", "silu", "elu"]))
-@click.option("--log-scale-bound", type=click.FloatRange(min=0, min_open=True))
-@click.option("--permutation", type=click.Choice(["reverse", "random"]))
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--jit-compile", is_flag=True, help="Compile the loss and gradients with XLA.")
-@click.option("--strategy", type=click.Choice(["default", "mirrored"]), default="default",
-              show_default=True, help="tf.distribute strategy for training.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option("--export", "export_base", type=click.Path(file_okay=False, path_type=Path),
-              help="After training, export a SavedModel to EXPORT/realnvp/<next version>.")
-def fit(data_file: Path | None, run_dir: Path | None, resume: bool, dataset: str,
-        num_points: int, noise: float, seed: int, strategy: str, quiet: bool,
-        export_base: Path | None, **options: Any) -> None:
-    """Train a flow. With no arguments: two moons (3000 points, noise 0.05)."""
-    from tfp_realnvp import data as data_lib
-    from tfp_realnvp import train as train_lib
-    from tfp_realnvp.flow import FlowConfig
-
-    if resume and run_dir is None:
-        raise click.UsageError("--resume needs --out RUN_DIR naming the run to continue.")
-    try:
-        if data_file is not None:
-            data = data_lib.load_array(data_file)
-            data_info = {"source": str(data_file), "num_rows": len(data)}
-        else:
-            data = data_lib.make_toy(dataset, num_points, noise, seed)
-            data_info = {"source": dataset, "num_points": num_points, "noise": noise,
-                         "seed": seed}
-        flow_config, train_config = _configs(FlowConfig, train_lib.TrainConfig, seed, options)
-        run_dir = run_dir or _default_run_dir(Path(data_info["source"]).stem)
-        result = _train_with_progress(
-            train_lib, data, run_dir, flow_config, train_config, data_info, strategy, resume,
-            quiet)
-    except _user_errors() as error:
-        raise _fail(error) from None
-    metrics = result.metrics
-    if data_file is None:
-        test = data_lib.make_toy(dataset, DEFAULT_TEST_POINTS, noise, seed + TEST_SEED_OFFSET)
-        test_nll = train_lib.mean_nll(result.flow, test)
-        metrics = train_lib.record_test_metrics(run_dir, {"nll": test_nll, "num_points": len(test)})
-    _report_fit(run_dir, metrics)
-    if export_base is not None:
-        _export_and_report(run_dir, export_base, "realnvp", None)
+def _resume(run_dir: Path, data_file: Path | None, strategy: str, quiet: bool,
+            changes: dict[str, Any]):
+    stored = tfp_realnvp.rundir.RunDir(run_dir).read_config()
+    data = _recorded_data(stored.data) if data_file is None else \
+        tfp_realnvp.data.load_array(data_file)
+    with _progress(changes.get("epochs", stored.train.epochs), quiet) as on_epoch:
+        return tfp_realnvp.resume(run_dir, data,
+                                  strategy=tfp_realnvp.train.make_strategy(strategy),
+                                  on_epoch=on_epoch, **changes)
 
 
-def _configs(flow_cls, train_cls, seed: int, options: dict[str, Any]):
-    flow_fields = {"num_couplings", "hidden_units", "num_hidden_layers", "activation",
-                   "log_scale_bound", "permutation"}
-    given = {k: v for k, v in options.items() if v is not None and v is not False}
-    flow_config = flow_cls(permutation_seed=seed,
-                           **{k: v for k, v in given.items() if k in flow_fields})
-    train_config = train_cls(seed=seed,
-                             **{k: v for k, v in given.items() if k not in flow_fields})
-    return flow_config, train_config
+def _recorded_data(info: dict[str, Any]):
+    """The data a run was trained on, from what its config.json recorded."""
+    source = info.get("source")
+    if source in TOY_DATASET_NAMES and "num_points" in info:
+        return tfp_realnvp.data.make_toy(source, info["num_points"], info["noise"],
+                                         info["seed"])
+    if source is None:
+        raise DataError("The run records no data source; pass the training data with --data.")
+    return tfp_realnvp.data.load_array(source)
 
 
-def _train_with_progress(train_lib, data, run_dir, flow_config, train_config, data_info,
-                         strategy_name, resume, quiet):
-    strategy = train_lib.make_strategy(strategy_name)
-    epochs = train_lib.read_run_config(run_dir)["train"].epochs if resume else train_config.epochs
+@contextlib.contextmanager
+def _progress(epochs: int, quiet: bool):
     with click.progressbar(length=epochs, label="training", show_pos=True, hidden=quiet,
                            item_show_func=lambda m: m) as bar:
         def on_epoch(record) -> None:
             bar.update(record.epoch - bar.pos, f"nll {record.train_nll:.3f} "
                                                f"val {record.validation_nll:.3f}")
 
-        return train_lib.fit(data, run_dir, flow_config, train_config, data_info,
-                             strategy=strategy, resume=resume, on_epoch=on_epoch)
+        yield on_epoch
+
+
+def _score_toy_run(result) -> dict[str, Any]:
+    """For a run on a built-in toy set: score fresh points and record them as test_*."""
+    run = tfp_realnvp.rundir.RunDir(result.run_dir)
+    info = run.read_config().data
+    if info.get("source") not in TOY_DATASET_NAMES or "num_points" not in info:
+        return result.metrics
+    scores = tfp_realnvp.scoring.score_fresh_toy(result.flow, info["source"], info["noise"],
+                                                 info["seed"])
+    test = {f"test_{k}": v for k, v in scores.items() if k != "n"}
+    return run.update_metrics({**test, "test_num_points": scores["n"]})
 
 
 def _report_fit(run_dir: Path, metrics: dict[str, Any]) -> None:
@@ -142,26 +222,17 @@ def _report_fit(run_dir: Path, metrics: dict[str, Any]) -> None:
     click.echo(f"best validation NLL: {metrics['best_validation_nll']:.4f} nats")
     if "test_nll" in metrics:
         click.echo(f"held-out test NLL: {metrics['test_nll']:.4f} nats "
-                   f"({metrics['test_num_points']} fresh points)")
-
-
-def _load_flow(path: Path):
-    from tfp_realnvp.serving import load
-
-    return load(path)
+                   f"({metrics['test_num_points']} fresh points; median "
+                   f"{metrics['test_median']:.4f}, max {metrics['test_max']:.2f})")
 
 
 def _export_and_report(source: Path, base_dir: Path, name: str, version: int | None) -> None:
-    from tfp_realnvp.serving import export as export_flow
-
-    try:
-        target = export_flow(source, base_dir, name=name, version=version)
-    except _user_errors() as error:
-        raise _fail(error) from None
+    with reported_errors():
+        target = tfp_realnvp.export(source, base_dir, name=name, version=version)
     click.echo(f"exported SavedModel: {target}")
 
 
-@main.command()
+@cli.command()
 @click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("base_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", default="realnvp", show_default=True, help="Model name (folder).")
@@ -172,7 +243,7 @@ def export(source: Path, base_dir: Path, name: str, version: int | None) -> None
     _export_and_report(source, base_dir, name, version)
 
 
-@main.command()
+@cli.command()
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-n", "--num-samples", type=click.IntRange(min=1), required=True)
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
@@ -181,44 +252,43 @@ def export(source: Path, base_dir: Path, name: str, version: int | None) -> None
               help="Write to FILE.csv or FILE.npy (by extension); default: CSV on stdout.")
 def sample(model_dir: Path, num_samples: int, seed: int, output: Path | None) -> None:
     """Draw samples (in data units) from a run directory or an export."""
-    from tfp_realnvp import data as data_lib
-    from tfp_realnvp.sampling import sample_flow
-
     if output is not None and output.suffix.lower() not in (".csv", ".npy"):
         raise click.UsageError(f"--output must end in .csv or .npy; got {output.name!r}.")
-    try:
-        samples = sample_flow(_load_flow(model_dir), num_samples, seed)
-    except _user_errors() as error:
-        raise _fail(error) from None
+    with reported_errors():
+        flow = tfp_realnvp.load(model_dir)
+        samples = tfp_realnvp.sampling.sample_flow(flow, num_samples, seed)
     if output is None:
         for row in samples:
             click.echo(",".join(f"{v:.8g}" for v in row))
     else:
-        data_lib.save_array(samples, output)
+        tfp_realnvp.data.save_array(samples, output)
         click.echo(f"wrote {num_samples} samples to {output}", err=True)
 
 
-@main.command()
+@cli.command()
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--data", "data_file", type=click.Path(dir_okay=False, path_type=Path),
-              required=True, help="CSV or .npy table to score.")
+@click.option("--data", "data_file", type=click.Path(path_type=Path), required=True,
+              help="CSV or .npy table to score.")
+@click.option("--per-row", "per_row_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write each row's NLL (an anomaly score) to FILE.csv or FILE.npy.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def evaluate(model_dir: Path, data_file: Path, as_json: bool) -> None:
-    """Mean negative log-likelihood of a data file, in nats and bits per dimension."""
-    from tfp_realnvp import data as data_lib
-    from tfp_realnvp import train as train_lib
-
-    try:
-        flow = _load_flow(model_dir)
-        data = data_lib.validate_array(data_lib.load_array(data_file), str(data_file),
-                                       expected_width=int(flow.event_shape[-1]))
-        nll = train_lib.mean_nll(flow, data)
-    except _user_errors() as error:
-        raise _fail(error) from None
-    result = {"nll": nll, "bits_per_dim": nll / (data.shape[1] * 0.6931471805599453),
-              "n": len(data)}
+def evaluate(model_dir: Path, data_file: Path, per_row_file: Path | None,
+             as_json: bool) -> None:
+    """Negative log-likelihood of a data file: mean (nats, bits/dim), median, p99, max."""
+    if per_row_file is not None and per_row_file.suffix.lower() not in (".csv", ".npy"):
+        raise click.UsageError(f"--per-row must end in .csv or .npy; got {per_row_file.name!r}.")
+    with reported_errors():
+        flow = tfp_realnvp.load(model_dir)
+        data = tfp_realnvp.data.validate_array(
+            tfp_realnvp.data.load_array(data_file), str(data_file),
+            expected_width=int(flow.event_shape[-1]))
+        nll = tfp_realnvp.scoring.per_row_nll(flow, data)
+    summary = tfp_realnvp.scoring.summarise(nll, data.shape[1])
+    if per_row_file is not None:
+        tfp_realnvp.data.save_array(nll[:, None], per_row_file)
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(json.dumps(summary))
     else:
-        click.echo(f"NLL {result['nll']:.4f} nats, {result['bits_per_dim']:.4f} bits/dim "
-                   f"over {result['n']} rows")
+        click.echo(f"NLL {summary['nll']:.4f} nats, {summary['bits_per_dim']:.4f} bits/dim "
+                   f"over {summary['n']} rows (median {summary['median']:.4f}, p99 "
+                   f"{summary['p99']:.4f}, max {summary['max']:.4f})")

@@ -10,6 +10,10 @@ from pathlib import Path
 import numpy as np
 from sklearn import datasets as skdata
 
+from tfp_realnvp.config import TOY_DATASET_NAMES
+from tfp_realnvp.errors import DataError, DataFileNotFoundError
+from tfp_realnvp.rundir import atomic_write
+
 TOY_DATASETS: dict[str, Callable[[int, float, int], np.ndarray]] = {
     "moons": lambda n, noise, seed: skdata.make_moons(n, noise=noise, random_state=seed)[0],
     "circles": lambda n, noise, seed: skdata.make_circles(
@@ -22,10 +26,7 @@ TOY_DATASETS: dict[str, Callable[[int, float, int], np.ndarray]] = {
         n, noise=noise, random_state=seed
     )[0][:, [0, 2]] / 5.0,
 }
-
-
-class DataError(ValueError):
-    """User data that cannot be used; the message names the file, row or column and the fix."""
+assert tuple(TOY_DATASETS) == TOY_DATASET_NAMES
 
 
 def make_toy(name: str, num_points: int = 3000, noise: float = 0.05, seed: int = 0) -> np.ndarray:
@@ -33,7 +34,7 @@ def make_toy(name: str, num_points: int = 3000, noise: float = 0.05, seed: int =
     if name not in TOY_DATASETS:
         raise DataError(
             f"Unknown dataset {name!r}; choose one of {', '.join(sorted(TOY_DATASETS))}, "
-            "or pass a file with --data."
+            "or load your own table."
         )
     if num_points < 1:
         raise DataError(f"'num_points' must be >= 1; got {num_points}.")
@@ -44,7 +45,8 @@ def load_array(path: str | os.PathLike) -> np.ndarray:
     """Loads a 2-D float32 table from `.npy` or CSV (an optional header row is skipped)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file. Pass a .csv or .npy file of numeric rows.")
+        what = "a directory, not a file" if path.is_dir() else "no such file"
+        raise DataFileNotFoundError(f"{path}: {what}. Pass a .csv or .npy file of numeric rows.")
     array = _load_npy(path) if path.suffix.lower() == ".npy" else _load_csv(path)
     return validate_array(array, source=str(path))
 
@@ -160,10 +162,9 @@ def standardisation_stats(data: np.ndarray) -> tuple[list[float], list[float]]:
 def save_array(array: np.ndarray, path: str | os.PathLike) -> None:
     """Writes `.npy` or CSV by the file's extension, atomically (temp file, then rename)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix.lower() == ".npy":
-        with open(tmp, "wb") as handle:
-            np.save(handle, array)
-    else:
-        np.savetxt(tmp, array, delimiter=",", fmt="%.8g")
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        if path.suffix.lower() == ".npy":
+            with open(tmp, "wb") as handle:
+                np.save(handle, array)
+        else:
+            np.savetxt(tmp, array, delimiter=",", fmt="%.8g")

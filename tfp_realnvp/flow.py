@@ -1,9 +1,7 @@
-"""`FlowConfig` and `build_flow`: a RealNVP stack as a `tfd.TransformedDistribution`."""
+"""`build_flow`: a RealNVP stack from a `FlowConfig` as a `tfd.TransformedDistribution`."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,95 +9,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_realnvp.config import FlowConfig
 from tfp_realnvp.coupling import AffineCoupling
-from tfp_realnvp.networks import ACTIVATIONS, make_conditioner
+from tfp_realnvp.networks import make_conditioner
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
-
-PERMUTATIONS = ("reverse", "random")
-
-
-@dataclasses.dataclass(frozen=True)
-class FlowConfig:
-    """Everything needed to rebuild a flow exactly; weights live in checkpoints.
-
-    `data_shift`/`data_scale` are the standardisation statistics of the training data
-    (per-dimension mean and standard deviation): the flow's last bijector maps the
-    standardised space back to data units, so `log_prob` and `sample` are in data units.
-    """
-
-    event_dim: int = 2
-    num_couplings: int = 8
-    hidden_units: int = 64
-    num_hidden_layers: int = 3
-    activation: str = "silu"
-    log_scale_bound: float = 2.0
-    permutation: str = "reverse"
-    permutation_seed: int = 0
-    context_dim: int = 0
-    data_shift: tuple[float, ...] | None = None
-    data_scale: tuple[float, ...] | None = None
-
-    def __post_init__(self) -> None:
-        for field in ("data_shift", "data_scale"):
-            value = getattr(self, field)
-            if value is not None:
-                object.__setattr__(self, field, tuple(float(v) for v in value))
-        self.validate()
-
-    def validate(self) -> None:
-        """Raises ValueError naming the first bad field and the value it got."""
-        checks = [
-            (self.event_dim >= 2, "'event_dim' must be >= 2", self.event_dim),
-            (self.num_couplings >= 2, "'num_couplings' must be >= 2", self.num_couplings),
-            (self.hidden_units >= 1, "'hidden_units' must be >= 1", self.hidden_units),
-            (self.num_hidden_layers >= 1, "'num_hidden_layers' must be >= 1",
-             self.num_hidden_layers),
-            (self.activation in ACTIVATIONS, f"'activation' must be one of {ACTIVATIONS}",
-             self.activation),
-            (self.log_scale_bound > 0, "'log_scale_bound' must be > 0", self.log_scale_bound),
-            (self.permutation in PERMUTATIONS,
-             f"'permutation' must be one of {PERMUTATIONS}", self.permutation),
-            (self.context_dim >= 0, "'context_dim' must be >= 0", self.context_dim),
-        ]
-        for ok, message, value in checks:
-            if not ok:
-                raise ValueError(f"{message}; got {value!r}.")
-        for field in ("data_shift", "data_scale"):
-            value = getattr(self, field)
-            if value is not None and len(value) != self.event_dim:
-                raise ValueError(
-                    f"'{field}' must have event_dim={self.event_dim} entries; got {len(value)}."
-                )
-        if self.data_scale is not None and not all(s > 0 for s in self.data_scale):
-            raise ValueError(f"'data_scale' entries must be > 0; got {self.data_scale}.")
-
-    def replace(self, **changes: Any) -> FlowConfig:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        for field in ("data_shift", "data_scale"):
-            if out[field] is not None:
-                out[field] = list(out[field])
-        return out
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> FlowConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"Unknown FlowConfig fields {unknown}; known: {sorted(known)}.")
-        return cls(**values)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> FlowConfig:
-        return cls.from_dict(json.loads(text))
-
 
 def permutation_indices(config: FlowConfig, layer: int) -> np.ndarray:
     """The permutation applied after coupling `layer`: a reversal, or a seeded shuffle.
@@ -186,11 +101,34 @@ def couplings(flow: tfd.TransformedDistribution) -> Sequence[AffineCoupling]:
     return [b for b in flow.bijector.bijectors if isinstance(b, AffineCoupling)]
 
 
-def context_kwargs(flow: tfd.TransformedDistribution, context: tf.Tensor) -> dict[str, Any]:
-    """Keyword arguments that route `context` to every coupling of a conditional flow.
+def bijector_kwargs(flow: tfd.TransformedDistribution,
+                    context: tf.Tensor | None) -> dict[str, Any]:
+    """Keyword arguments that route `context` to every coupling of the flow's bijector.
 
     `tfb.Chain` passes kwargs to a bijector by its name, so
-    `flow.log_prob(x, **context_kwargs(flow, c))` and
-    `flow.sample(n, seed=s, **context_kwargs(flow, c))` model `p(x | c)`.
+    `flow.bijector.forward(z, **bijector_kwargs(flow, c))` and `.inverse(x, ...)` map
+    between latent and data space given `c`. With `context=None`: `{}`.
+
+    Args:
+      flow: a flow from `build_flow` (or `load`).
+      context: `[..., context_dim]` values, broadcast against the events; or None.
     """
-    return {"bijector_kwargs": {b.name: {"context": context} for b in couplings(flow)}}
+    if context is None:
+        return {}
+    return {b.name: {"context": context} for b in couplings(flow)}
+
+
+def context_kwargs(flow: tfd.TransformedDistribution,
+                   context: tf.Tensor | None) -> dict[str, Any]:
+    """Keyword arguments that route `context` through the distribution's methods.
+
+    `flow.log_prob(x, **context_kwargs(flow, c))` and
+    `flow.sample(n, seed=s, **context_kwargs(flow, c))` model `p(x | c)`; with
+    `context=None` the dict is empty, so unconditional code needs no branch.
+
+    Args:
+      flow: a flow from `build_flow` (or `load`).
+      context: `[..., context_dim]` values, broadcast against the events; or None.
+    """
+    chain = bijector_kwargs(flow, context)
+    return {"bijector_kwargs": chain} if chain else {}

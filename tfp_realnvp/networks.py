@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import tf_keras
 
-ACTIVATIONS = ("relu", "tanh", "gelu", "silu", "elu")
+from tfp_realnvp.config import ACTIVATIONS
+from tfp_realnvp.errors import ConfigError
 
 
 def make_conditioner(
@@ -31,9 +32,9 @@ def make_conditioner(
     call: checkpoints restore into it immediately.
     """
     if input_dim < 1:
-        raise ValueError(f"'input_dim' must be >= 1; got {input_dim}.")
+        raise ConfigError(f"'input_dim' must be >= 1; got {input_dim}.")
     if activation not in ACTIVATIONS:
-        raise ValueError(f"'activation' must be one of {ACTIVATIONS}; got {activation!r}.")
+        raise ConfigError(f"'activation' must be one of {ACTIVATIONS}; got {activation!r}.")
     inputs = tf_keras.Input(shape=(input_dim,), name=f"{name}_input")
     hidden = inputs
     for i in range(num_hidden_layers):

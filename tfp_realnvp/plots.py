@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only: no display needed
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_probability as tfp  # noqa: E402
-
-from tfp_realnvp.sampling import stateless_seed  # noqa: E402
+from tfp_realnvp.sampling import stateless_seed
 
 tfd = tfp.distributions
 
@@ -35,7 +31,10 @@ def plot_flow(flow: tfd.Distribution, data: np.ndarray, path: str | os.PathLike,
     samples = flow.sample(num_samples, seed=stateless_seed(seed)).numpy()
     latent = flow.bijector.inverse(tf.constant(data)).numpy()
 
-    figure, axes = plt.subplots(1, 4, figsize=(16, 4))
+    # A bare Figure renders with the Agg canvas on savefig and leaves pyplot's backend
+    # (and a notebook's inline figures) alone.
+    figure = Figure(figsize=(16, 4))
+    axes = figure.subplots(1, 4)
     axes[0].scatter(data[:, 0], data[:, 1], s=2, color="tab:blue")
     axes[0].set_title("data")
     image = axes[1].imshow(np.maximum(log_density, log_density.max() - 12), origin="lower",
@@ -51,4 +50,3 @@ def plot_flow(flow: tfd.Distribution, data: np.ndarray, path: str | os.PathLike,
         axis.set_ylim(ys[0], ys[-1])
     figure.tight_layout()
     figure.savefig(path, dpi=90)
-    plt.close(figure)

@@ -1,4 +1,4 @@
-"""SavedModel export for TensorFlow Serving (`export`), and `load` back to a TFP distribution.
+"""SavedModel export for TensorFlow Serving; `rundir.load` reads it back as a TFP distribution.
 
 Layout (what `tensorflow_model_server --model_base_path=BASE/NAME` expects):
 
@@ -17,8 +17,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +25,19 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_realnvp import __version__
-from tfp_realnvp import train as train_lib
-from tfp_realnvp.flow import FlowConfig, build_flow, context_kwargs
+from tfp_realnvp.config import FlowConfig
+from tfp_realnvp.errors import ConfigError, RunExistsError
+from tfp_realnvp.flow import bijector_kwargs, context_kwargs
+from tfp_realnvp.rundir import (
+    ASSETS_EXTRA,
+    FLOW_CONFIG_FILE,
+    METRICS_FILE,
+    atomic_write,
+    find_model,
+)
 
 tfd = tfp.distributions
 
-ASSETS_EXTRA = "assets.extra"
-FLOW_CONFIG_FILE = "flow_config.json"
 EXPORT_INFO_FILE = "export_info.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
 SIGNATURES = ("serving_default", "log_prob", "sample", "encode", "decode")
@@ -73,15 +77,17 @@ class FlowServingModule(tf.Module):
     def _events(self, x: tf.Tensor, name: str) -> tf.Tensor:
         return tf.ensure_shape(x, [None, self._dim], name=f"check_{name}_is_batch_by_{self._dim}")
 
-    def _kwargs(self, context: tf.Tensor | None) -> dict[str, Any]:
+    def _context(self, context: tf.Tensor | None) -> tf.Tensor | None:
         if context is None:
-            return {}
-        context = tf.ensure_shape(context, [None, self._context_dim],
-                                  name=f"check_context_is_batch_by_{self._context_dim}")
-        return context_kwargs(self.flow, context)
+            return None
+        return tf.ensure_shape(context, [None, self._context_dim],
+                               name=f"check_context_is_batch_by_{self._context_dim}")
+
+    def _kwargs(self, context: tf.Tensor | None) -> dict[str, Any]:
+        return context_kwargs(self.flow, self._context(context))
 
     def _chain_kwargs(self, context: tf.Tensor | None) -> dict[str, Any]:
-        return self._kwargs(context).get("bijector_kwargs", {})
+        return bijector_kwargs(self.flow, self._context(context))
 
     def _log_prob(self, x, context=None):
         return {"log_prob": self.flow.log_prob(self._events(x, "x"), **self._kwargs(context))}
@@ -156,7 +162,7 @@ def _write_assets(version_dir: Path, name: str, config: FlowConfig,
     extra.mkdir()
     (extra / FLOW_CONFIG_FILE).write_text(config.to_json() + "\n")
     if metrics is not None:
-        (extra / train_lib.METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+        (extra / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     info = {
         "tensorflow_version": tf.__version__,
         "tfp_realnvp_version": __version__,
@@ -171,7 +177,7 @@ def _write_assets(version_dir: Path, name: str, config: FlowConfig,
 
 
 def export(
-    source: str | os.PathLike | tfd.TransformedDistribution,
+    source: str | os.PathLike | tfd.Distribution,
     base_dir: str | os.PathLike,
     name: str = "realnvp",
     version: int | None = None,
@@ -179,34 +185,35 @@ def export(
 ) -> Path:
     """Exports a trained flow to `base_dir/name/version/` and returns that path.
 
-    `source` is a run directory, an export (re-exported), or a live flow together with its
-    `config`. The SavedModel is written into a hidden temporary folder beside the target
-    and renamed into place, so a server polling `base_dir/name` never sees half a version;
-    an existing version is never overwritten.
+    The SavedModel is written into a hidden temporary folder beside the target and renamed
+    into place, so a server polling `base_dir/name` never sees half a version; an existing
+    version is never overwritten (RunExistsError).
+
+    Args:
+      source: a run directory, an export (re-exported), or a live flow with its `config`.
+      base_dir: the model server's base folder; the export goes to `base_dir/name/version`.
+      name: the model's name (a plain folder name).
+      version: a positive integer; default: one more than the highest version there.
+      config: the `FlowConfig` of a live flow passed as `source`.
     """
     flow, config, metrics = _resolve_source(source, config)
     if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"'name' must be a plain folder name; got {name!r}.")
+        raise ConfigError(f"'name' must be a plain folder name; got {name!r}.")
     model_dir = Path(base_dir) / name
     version = next_version(model_dir) if version is None else int(version)
     if version < 1:
-        raise ValueError(f"'version' must be a positive integer; got {version}.")
+        raise ConfigError(f"'version' must be a positive integer; got {version}.")
     target = model_dir / str(version)
     if target.exists():
-        raise FileExistsError(
-            f"{target} already exists; versions are never overwritten. Omit --version to "
-            f"write the next free one ({next_version(model_dir)}).")
+        raise RunExistsError(
+            f"{target} already exists; versions are never overwritten. Leave the version "
+            f"out to write the next free one ({next_version(model_dir)}).")
     model_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir))
-    try:
+    with atomic_write(target, replace=False) as staging:
         module = FlowServingModule(flow, config)
         with _quiet_tf_logger():
             tf.saved_model.save(module, str(staging), signatures=module.signatures())
         _write_assets(staging, name, config, metrics)
-        os.rename(staging, target)  # fails (ENOTEMPTY) rather than replace a version
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 
@@ -225,56 +232,7 @@ def _quiet_tf_logger():
 def _resolve_source(source, config):
     if isinstance(source, tfd.Distribution):
         if config is None:
-            raise ValueError("Exporting a live flow needs its FlowConfig: pass config=.")
+            raise ConfigError("Exporting a live flow needs its FlowConfig: pass config=.")
         return source, config, None
-    path = Path(source)
-    version_dir = resolve_export_dir(path) if not (path / train_lib.CONFIG_FILE).is_file() \
-        else None
-    if version_dir is not None:
-        metrics_file = version_dir / ASSETS_EXTRA / train_lib.METRICS_FILE
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
-        return load(version_dir), read_export_config(version_dir), metrics
-    metrics_file = path / train_lib.METRICS_FILE
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
-    return train_lib.load_run(path), train_lib.read_run_config(path)["flow"], metrics
-
-
-def resolve_export_dir(path: str | os.PathLike) -> Path:
-    """An export version folder: `path` itself, or the latest version under `path`."""
-    path = Path(path)
-    if (path / "saved_model.pb").is_file():
-        return path
-    if path.is_dir():
-        versions = [int(p.name) for p in path.iterdir()
-                    if p.name.isdigit() and (p / "saved_model.pb").is_file()]
-        if versions:
-            return path / str(max(versions))
-    raise FileNotFoundError(
-        f"{path}: neither a run directory (config.json) nor an export (saved_model.pb, or "
-        "integer version folders holding one).")
-
-
-def read_export_config(version_dir: Path) -> FlowConfig:
-    path = version_dir / ASSETS_EXTRA / FLOW_CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{version_dir}: no {ASSETS_EXTRA}/{FLOW_CONFIG_FILE}; was it "
-                                "written by tfp_realnvp.export?")
-    return FlowConfig.from_json(path.read_text())
-
-
-def load(path: str | os.PathLike) -> tfd.TransformedDistribution:
-    """A live `tfd.TransformedDistribution` from a run directory or an export.
-
-    For an export the flow is rebuilt from `assets.extra/flow_config.json` and its weights
-    are read from the SavedModel's variables (the serving module keeps the flow under the
-    same `flow` key as a run's checkpoint), so it samples, differentiates and composes
-    with other TFP objects like the flow that was trained.
-    """
-    path = Path(path)
-    if (path / train_lib.CONFIG_FILE).is_file():
-        return train_lib.load_run(path)
-    version_dir = resolve_export_dir(path)
-    flow = build_flow(read_export_config(version_dir))
-    variables = version_dir / "variables" / "variables"
-    tf.train.Checkpoint(flow=flow).read(str(variables)).assert_existing_objects_matched()
-    return flow
+    model = find_model(source)
+    return model.load(), model.config, model.metrics

@@ -1,22 +1,14 @@
 """Training: NLL minimisation in `tf.function` under a `tf.distribute` strategy.
 
-A run directory holds everything about one training run:
-
-```none
-RUN_DIR/config.json     {"flow": FlowConfig, "train": TrainConfig, "data": {...}}
-RUN_DIR/checkpoints/    training state (weights, optimizer, best weights, epoch) for resume
-RUN_DIR/model/          the best weights (lowest validation NLL), what `load_run` restores
-RUN_DIR/metrics.json    per-epoch train/validation NLL, best epoch, wall time, ...
-```
+`fit` starts a new run in a fresh run directory; `resume` continues one from its latest
+checkpoint. Both share one epoch loop that keeps the best weights (lowest validation NLL),
+stops early, checkpoints, and leaves the run directory complete (see `rundir.py`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,61 +20,12 @@ import tensorflow_probability as tfp
 import tf_keras
 
 from tfp_realnvp import data as data_lib
-from tfp_realnvp.flow import FlowConfig, build_flow
+from tfp_realnvp.config import STRATEGIES, FlowConfig, TrainConfig, settings
+from tfp_realnvp.errors import ConfigError, TrainingDivergedError
+from tfp_realnvp.flow import build_flow
+from tfp_realnvp.rundir import RunConfig, RunDir
 
 tfd = tfp.distributions
-
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
-CHECKPOINT_DIR = "checkpoints"
-MODEL_DIR = "model"
-MODEL_PREFIX = "weights"
-SCHEDULES = ("cosine", "constant")
-STRATEGIES = ("default", "mirrored")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings. Defaults are tuned for two moons on a 2-core CPU."""
-
-    epochs: int = 400
-    batch_size: int = 256
-    learning_rate: float = 2e-3
-    schedule: str = "cosine"
-    weight_decay: float = 0.0
-    clip_norm: float = 10.0
-    validation_fraction: float = 0.1
-    patience: int = 100
-    seed: int = 0
-    jit_compile: bool = False
-    checkpoint_every: int = 25
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.epochs >= 1, "'epochs' must be >= 1", self.epochs),
-            (self.batch_size >= 1, "'batch_size' must be >= 1", self.batch_size),
-            (self.learning_rate > 0, "'learning_rate' must be > 0", self.learning_rate),
-            (self.schedule in SCHEDULES, f"'schedule' must be one of {SCHEDULES}",
-             self.schedule),
-            (self.weight_decay >= 0, "'weight_decay' must be >= 0", self.weight_decay),
-            (self.clip_norm > 0, "'clip_norm' must be > 0", self.clip_norm),
-            (0 < self.validation_fraction < 1, "'validation_fraction' must be in (0, 1)",
-             self.validation_fraction),
-            (self.patience >= 1, "'patience' must be >= 1", self.patience),
-            (self.checkpoint_every >= 1, "'checkpoint_every' must be >= 1",
-             self.checkpoint_every),
-        ]
-        for ok, message, value in checks:
-            if not ok:
-                raise ValueError(f"{message}; got {value!r}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        return cls(**values)
-
 
 @dataclasses.dataclass
 class EpochMetrics:
@@ -109,16 +52,7 @@ def make_strategy(name: str = "default") -> tf.distribute.Strategy:
             d.name for d in tf.config.list_logical_devices("CPU")
         ]
         return tf.distribute.MirroredStrategy(devices)
-    raise ValueError(f"'strategy' must be one of {STRATEGIES}; got {name!r}.")
-
-
-def mean_nll(flow: tfd.TransformedDistribution, data: np.ndarray, batch_size: int = 65536) -> float:
-    """Mean negative log-likelihood of `data` under `flow`, in nats (data units)."""
-    total = 0.0
-    for start in range(0, len(data), batch_size):
-        chunk = tf.constant(data[start : start + batch_size])
-        total += float(tf.reduce_sum(_negative_log_prob(flow, chunk)))
-    return total / len(data)
+    raise ConfigError(f"'strategy' must be one of {STRATEGIES}; got {name!r}.")
 
 
 def _negative_log_prob(flow: tfd.TransformedDistribution, x: tf.Tensor) -> tf.Tensor:
@@ -218,6 +152,9 @@ class Trainer:
         for best, live in zip(self.state.best_weights, self.variables, strict=True):
             live.assign(best)
 
+    def checkpoint_manager(self, run: RunDir) -> tf.train.CheckpointManager:
+        return tf.train.CheckpointManager(self.checkpoint, run.checkpoint_dir, max_to_keep=2)
+
     def dataset_iterator(self, train: np.ndarray, epoch_offset: int):
         """Shuffled, repeated batches of the training rows, distributed over replicas."""
         dataset = (
@@ -231,129 +168,114 @@ class Trainer:
         return iter(self.strategy.experimental_distribute_dataset(dataset))
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Writes JSON atomically: a reader sees the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-
-
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool) -> None:
-    if resume:
-        if not (run_dir / CONFIG_FILE).is_file():
-            raise FileExistsError(f"{run_dir}: nothing to resume (no {CONFIG_FILE}).")
-        return
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise FileExistsError(
-            f"{run_dir} already exists and is not empty; choose another output directory "
-            "or resume that run."
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-
-def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The run's config.json as a dict with `flow` and `train` parsed into dataclasses."""
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: not a run directory (no {CONFIG_FILE}).")
-    raw = json.loads(path.read_text())
-    return {
-        **raw,
-        "flow": FlowConfig.from_dict(raw["flow"]),
-        "train": TrainConfig.from_dict(raw["train"]),
-    }
-
-
-def save_model_weights(flow: tfd.TransformedDistribution, run_dir: Path) -> None:
-    """Writes the flow's weights to RUN_DIR/model atomically (temp dir, then rename)."""
-    final = run_dir / MODEL_DIR
-    tmp = run_dir / f".{MODEL_DIR}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tf.train.Checkpoint(flow=flow).write(str(tmp / MODEL_PREFIX))
-    if final.exists():
-        old = run_dir / f".{MODEL_DIR}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, final)
-
-
-def load_run(run_dir: str | os.PathLike) -> tfd.TransformedDistribution:
-    """Rebuilds a trained flow from a run directory (config + best weights)."""
-    run_dir = Path(run_dir)
-    config = read_run_config(run_dir)["flow"]
-    weights = run_dir / MODEL_DIR / MODEL_PREFIX
-    if not Path(f"{weights}.index").is_file():
-        raise FileNotFoundError(f"{run_dir}: no trained weights in {MODEL_DIR}/ (did fit finish?).")
-    flow = build_flow(config)
-    tf.train.Checkpoint(flow=flow).read(str(weights)).assert_existing_objects_matched()
-    return flow
-
-
 def fit(
     data: np.ndarray,
-    run_dir: str | os.PathLike,
+    run_dir: str | Path,
     flow_config: FlowConfig | None = None,
     train_config: TrainConfig | None = None,
     data_info: dict[str, Any] | None = None,
     strategy: tf.distribute.Strategy | None = None,
-    resume: bool = False,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> FitResult:
-    """Trains a flow on the rows of `data` and leaves a complete run directory.
+    """Trains a new flow on the rows of `data` and leaves a complete run directory.
 
     The flow config's `event_dim` and standardisation statistics are set from the training
     split. Training stops after `epochs` or when the validation NLL has not improved for
-    `patience` epochs; the best weights are kept. With `resume=True`, the configs stored in
-    `run_dir` are used and training continues from its latest checkpoint.
+    `patience` epochs; the best weights are kept in `run_dir/model`.
+
+    Args:
+      data: `[N, D]` rows (validated here: finite, at least 2 columns).
+      run_dir: a new or empty folder for the run (RunExistsError otherwise).
+      flow_config: the architecture (defaults: `FlowConfig()`); data fields are filled in.
+      train_config: the optimisation settings (defaults: `TrainConfig()`).
+      data_info: where the data came from, recorded in config.json (used by resume).
+      strategy: a `tf.distribute` strategy (default: the current one).
+      on_epoch: called after every epoch with its `EpochMetrics`.
     """
-    run_dir = Path(run_dir)
-    if resume:
-        stored = read_run_config(run_dir)
-        flow_config, train_config = stored["flow"], stored["train"]
-    data = data_lib.validate_array(
-        data, expected_width=flow_config.event_dim if resume else None)
+    data = data_lib.validate_array(data)
     train_config = train_config or TrainConfig()
     train, validation = data_lib.train_validation_split(
-        data, train_config.validation_fraction, train_config.seed
-    )
-    if not resume:
-        shift, scale = data_lib.standardisation_stats(train)
-        flow_config = (flow_config or FlowConfig()).replace(
-            event_dim=data.shape[1], data_shift=shift, data_scale=scale
-        )
-    _prepare_run_dir(run_dir, resume)
-    if not resume:
-        _write_json(run_dir / CONFIG_FILE, {
-            "flow": flow_config.to_dict(),
-            "train": train_config.to_dict(),
-            "data": {**(data_info or {}), "num_train": len(train),
-                     "num_validation": len(validation)},
-        })
+        data, train_config.validation_fraction, train_config.seed)
+    shift, scale = data_lib.standardisation_stats(train)
+    flow_config = (flow_config or FlowConfig()).replace(
+        event_dim=data.shape[1], data_shift=shift, data_scale=scale)
+    run = RunDir(run_dir)
+    run.create()
+    run.write_config(RunConfig(flow_config, train_config, {
+        **(data_info or {}), "num_train": len(train), "num_validation": len(validation)}))
     trainer = Trainer(flow_config, train_config, len(train), strategy or make_strategy())
-    return _run_epochs(trainer, train, validation, run_dir, resume, on_epoch)
+    return _train(trainer, run, train, validation, on_epoch, history=[])
 
 
-def _run_epochs(
+def resume(
+    run_dir: str | Path,
+    data: np.ndarray,
+    strategy: tf.distribute.Strategy | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    **changes: Any,
+) -> FitResult:
+    """Continues a run from its latest checkpoint, on the same data.
+
+    `changes` may set the `TrainConfig` fields marked resumable (`epochs`, `patience`,
+    `checkpoint_every`); they are recorded in the run's config.json. A change of any other
+    `FlowConfig` or `TrainConfig` field is refused with ConfigError (repeating the value the
+    run already has is fine): the architecture and the optimisation of a run are fixed.
+
+    Args:
+      run_dir: a run directory written by `fit`.
+      data: the rows the run was trained on (the same split is taken again).
+      strategy: a `tf.distribute` strategy (default: the current one).
+      on_epoch: called after every epoch with its `EpochMetrics`.
+      **changes: config fields to set; only resumable ones may differ from the run's.
+    """
+    run = RunDir(run_dir)
+    stored = run.read_config()
+    train_config = stored.train.replace(**_resumable_changes(stored, changes))
+    if train_config != stored.train:
+        run.write_config(dataclasses.replace(stored, train=train_config))
+    data = data_lib.validate_array(data, expected_width=stored.flow.event_dim)
+    train, validation = data_lib.train_validation_split(
+        data, train_config.validation_fraction, train_config.seed)
+    trainer = Trainer(stored.flow, train_config, len(train), strategy or make_strategy())
+    manager = trainer.checkpoint_manager(run)
+    history: list[dict[str, Any]] = []
+    if manager.latest_checkpoint:
+        trainer.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+        history = run.read_metrics().get("history", [])[: int(trainer.state.epoch.numpy())]
+    return _train(trainer, run, train, validation, on_epoch, history)
+
+
+def _resumable_changes(stored: RunConfig, changes: dict[str, Any]) -> dict[str, Any]:
+    """The `TrainConfig` changes a resumed run may take; ConfigError names any other."""
+    resumable = {field.name for field, rule in settings(TrainConfig) if rule.resumable}
+    current = {**stored.flow.to_dict(), **stored.train.to_dict()}
+    unknown = sorted(set(changes) - set(current))
+    if unknown:
+        raise ConfigError(f"Unknown settings {unknown}; known: {sorted(current)}.")
+    fixed = sorted(k for k, v in changes.items() if k not in resumable and v != current[k])
+    if fixed:
+        raise ConfigError(
+            f"A resumed run keeps its architecture and optimisation; cannot change {fixed} "
+            f"(the run has {', '.join(f'{k}={current[k]!r}' for k in fixed)}). Only "
+            f"{sorted(resumable)} may change; start a new run for the rest.")
+    return {k: v for k, v in changes.items() if k in resumable}
+
+
+def _train(
     trainer: Trainer,
+    run: RunDir,
     train: np.ndarray,
     validation: np.ndarray,
-    run_dir: Path,
-    resume: bool,
     on_epoch: Callable[[EpochMetrics], None] | None,
+    history: list[dict[str, Any]],
 ) -> FitResult:
+    """The epoch loop shared by `fit` and `resume`; ends by writing model/ and metrics."""
     config = trainer.train_config
-    manager = tf.train.CheckpointManager(trainer.checkpoint, run_dir / CHECKPOINT_DIR, 2)
-    history: list[dict[str, Any]] = []
-    if resume and manager.latest_checkpoint:
-        trainer.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
-        history = _read_history(run_dir)[: int(trainer.state.epoch.numpy())]
+    manager = trainer.checkpoint_manager(run)
     state = trainer.state
     start_epoch = int(state.epoch.numpy())
     iterator = trainer.dataset_iterator(train, start_epoch)
@@ -367,10 +289,9 @@ def _run_epochs(
         train_nll = float(trainer.train_epoch(iterator))
         validation_nll = float(trainer.validation_nll(validation_x))
         if not (math.isfinite(train_nll) and math.isfinite(validation_nll)):
-            raise FloatingPointError(
+            raise TrainingDivergedError(
                 f"Training diverged at epoch {epoch} (train NLL {train_nll}, validation NLL "
-                f"{validation_nll}); lower --learning-rate or --log-scale-bound."
-            )
+                f"{validation_nll}); lower the learning rate or the log-scale bound.")
         if validation_nll < float(state.best_validation_nll.numpy()):
             trainer.keep_best(tf.constant(epoch, tf.int64), tf.constant(validation_nll))
         state.epoch.assign(epoch)
@@ -383,23 +304,18 @@ def _run_epochs(
             break
         if epoch % config.checkpoint_every == 0:
             manager.save(checkpoint_number=epoch)
-            _write_metrics(run_dir, trainer, history, "running", time.perf_counter() - started)
+            run.write_metrics(_metrics(trainer, history, "running",
+                                       time.perf_counter() - started))
     manager.save(checkpoint_number=int(state.epoch.numpy()))
     trainer.restore_best()
-    save_model_weights(trainer.flow, run_dir)
-    metrics = _write_metrics(
-        run_dir, trainer, history, "completed", time.perf_counter() - started, stopped_early
-    )
-    return FitResult(trainer.flow, run_dir, metrics)
+    run.save_weights(trainer.flow)
+    metrics = _metrics(trainer, history, "completed", time.perf_counter() - started,
+                       stopped_early)
+    run.write_metrics(metrics)
+    return FitResult(trainer.flow, run.path, metrics)
 
 
-def _read_history(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / METRICS_FILE
-    return json.loads(path.read_text())["history"] if path.is_file() else []
-
-
-def _write_metrics(
-    run_dir: Path,
+def _metrics(
     trainer: Trainer,
     history: list[dict[str, Any]],
     status: str,
@@ -407,10 +323,9 @@ def _write_metrics(
     stopped_early: bool = False,
 ) -> dict[str, Any]:
     state = trainer.state
-    epochs_run = len(history)
-    metrics = {
+    return {
         "status": status,
-        "epochs_run": epochs_run,
+        "epochs_run": len(history),
         "best_epoch": int(state.best_epoch.numpy()),
         "best_validation_nll": _finite_or_none(float(state.best_validation_nll.numpy())),
         "stopped_early": stopped_early,
@@ -420,14 +335,3 @@ def _write_metrics(
         "num_replicas": trainer.strategy.num_replicas_in_sync,
         "history": history,
     }
-    _write_json(run_dir / METRICS_FILE, metrics)
-    return metrics
-
-
-def record_test_metrics(run_dir: str | os.PathLike, values: dict[str, Any]) -> dict[str, Any]:
-    """Adds `test_*` entries (e.g. the NLL on fresh data) to the run's metrics.json."""
-    path = Path(run_dir) / METRICS_FILE
-    metrics = json.loads(path.read_text())
-    metrics.update({f"test_{k}": v for k, v in values.items()})
-    _write_json(path, metrics)
-    return metrics

@@ -1,0 +1,267 @@
+"""Runs and exports on disk: their layout, atomic writes, and `load` from either.
+
+```none
+RUN_DIR/config.json     {"flow": FlowConfig, "train": TrainConfig, "data": {...}}
+RUN_DIR/checkpoints/    training state (weights, optimizer, best weights, epoch) for resume
+RUN_DIR/model/          the best weights (lowest validation NLL): what `load` restores
+RUN_DIR/metrics.json    per-epoch train/validation NLL, best epoch, wall time, ...
+
+BASE/NAME/VERSION/saved_model.pb, variables/         an export (see `serving.py`)
+BASE/NAME/VERSION/assets.extra/flow_config.json      rebuilds the flow
+```
+Every file is written through `atomic_write`: a reader (a resumed run, a model server
+polling for versions) sees the old content or the new, never half of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_realnvp.config import FlowConfig, TrainConfig
+from tfp_realnvp.errors import ModelNotFoundError, RunExistsError
+from tfp_realnvp.flow import build_flow
+
+tfd = tfp.distributions
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+CHECKPOINT_DIR = "checkpoints"
+MODEL_DIR = "model"
+MODEL_PREFIX = "weights"
+SAVED_MODEL_FILE = "saved_model.pb"
+ASSETS_EXTRA = "assets.extra"
+FLOW_CONFIG_FILE = "flow_config.json"
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
+    """Yields a hidden temporary path beside `path`; write a file or a folder there.
+
+    When the block ends without error the temporary path is renamed to `path` (one rename
+    on the same file system); on error it is removed and `path` is untouched. With
+    `replace=False` an existing `path` is never replaced: RunExistsError.
+
+    Args:
+      path: the final file or folder.
+      replace: whether an existing `path` may be replaced by the new content.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        yield tmp
+        _move_into_place(tmp, path, replace)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def _move_into_place(tmp: Path, path: Path, replace: bool) -> None:
+    if not replace or not path.exists():
+        if path.exists():
+            raise RunExistsError(f"{path} already exists and is never overwritten.")
+        os.rename(tmp, path)  # a folder onto a non-empty folder fails rather than merge
+    elif tmp.is_dir():
+        old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """Writes `payload` as indented JSON, atomically; NaN or inf is an error, not 'NaN'."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """What config.json holds: the flow, the training settings, where the data came from."""
+
+    flow: FlowConfig
+    train: TrainConfig
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"flow": self.flow.to_dict(), "train": self.train.to_dict(), "data": self.data}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        return cls(FlowConfig.from_dict(values["flow"]), TrainConfig.from_dict(values["train"]),
+                   values.get("data", {}))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunDir:
+    """One training run's folder: config, checkpoints, best weights, metrics."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / CHECKPOINT_DIR
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / MODEL_DIR
+
+    def is_run(self) -> bool:
+        return self.config_file.is_file()
+
+    def is_finished(self) -> bool:
+        return (self.model_dir / f"{MODEL_PREFIX}.index").is_file()
+
+    def create(self) -> None:
+        """Makes the folder; refuses one that exists and is not empty."""
+        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+            raise RunExistsError(
+                f"{self.path} already exists and is not empty; choose another output "
+                "directory or resume that run.")
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def read_config(self) -> RunConfig:
+        if not self.is_run():
+            raise ModelNotFoundError(f"{self.path}: not a run directory (no {CONFIG_FILE}).")
+        return RunConfig.from_dict(json.loads(self.config_file.read_text()))
+
+    def write_config(self, config: RunConfig) -> None:
+        write_json(self.config_file, config.to_dict())
+
+    def read_metrics(self) -> dict[str, Any]:
+        """The run's metrics.json, or `{}` before the first one is written."""
+        if not self.metrics_file.is_file():
+            return {}
+        return json.loads(self.metrics_file.read_text())
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        write_json(self.metrics_file, metrics)
+
+    def update_metrics(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Merges `values` into metrics.json; returns the whole updated dict."""
+        metrics = {**self.read_metrics(), **values}
+        self.write_metrics(metrics)
+        return metrics
+
+    def save_weights(self, flow: tfd.Distribution) -> None:
+        """Writes the flow's weights to model/, replacing the previous ones atomically."""
+        with atomic_write(self.model_dir) as tmp:
+            tf.train.Checkpoint(flow=flow).write(str(tmp / MODEL_PREFIX))
+
+    def load_flow(self) -> tfd.Distribution:
+        """Rebuilds the trained flow: config.json plus the best weights in model/."""
+        config = self.read_config().flow
+        if not self.is_finished():
+            raise ModelNotFoundError(
+                f"{self.path}: no trained weights in {MODEL_DIR}/ (training has not finished; "
+                "resume it).")
+        flow = build_flow(config)
+        restore_weights(flow, self.model_dir / MODEL_PREFIX)
+        return flow
+
+
+def restore_weights(flow: tfd.Distribution, prefix: str | os.PathLike) -> None:
+    """Reads checkpointed weights saved under the key `flow` (a run's model/ or an export's
+    variables/) into a flow built from the same config."""
+    tf.train.Checkpoint(flow=flow).read(str(prefix)).assert_existing_objects_matched()
+
+
+def export_version_dir(path: str | os.PathLike) -> Path | None:
+    """The export version folder at `path`: `path` itself, or the highest integer version
+    under it that holds a SavedModel; None when `path` holds no export."""
+    path = Path(path)
+    if (path / SAVED_MODEL_FILE).is_file():
+        return path
+    if path.is_dir():
+        versions = [int(p.name) for p in path.iterdir()
+                    if p.name.isdigit() and (p / SAVED_MODEL_FILE).is_file()]
+        if versions:
+            return path / str(max(versions))
+    return None
+
+
+def read_export_config(version_dir: Path) -> FlowConfig:
+    path = version_dir / ASSETS_EXTRA / FLOW_CONFIG_FILE
+    if not path.is_file():
+        raise ModelNotFoundError(f"{version_dir}: no {ASSETS_EXTRA}/{FLOW_CONFIG_FILE}; was it "
+                                 "written by tfp_realnvp.export?")
+    return FlowConfig.from_json(path.read_text())
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A trained flow found on disk: a run directory or an export version folder."""
+
+    kind: str  # "run" or "export"
+    path: Path
+
+    @property
+    def config(self) -> FlowConfig:
+        if self.kind == "run":
+            return RunDir(self.path).read_config().flow
+        return read_export_config(self.path)
+
+    @property
+    def metrics(self) -> dict[str, Any] | None:
+        file = self.path / (METRICS_FILE if self.kind == "run" else
+                            f"{ASSETS_EXTRA}/{METRICS_FILE}")
+        return json.loads(file.read_text()) if file.is_file() else None
+
+    def load(self) -> tfd.Distribution:
+        if self.kind == "run":
+            return RunDir(self.path).load_flow()
+        flow = build_flow(self.config)
+        restore_weights(flow, self.path / "variables" / "variables")
+        return flow
+
+
+def find_model(path: str | os.PathLike) -> Model:
+    """Tells a run directory from an export (a version folder, or the model folder above
+    its integer versions: the latest is used); ModelNotFoundError for anything else."""
+    path = Path(path)
+    if RunDir(path).is_run():
+        return Model("run", path)
+    version_dir = export_version_dir(path)
+    if version_dir is None:
+        raise ModelNotFoundError(
+            f"{path}: neither a run directory ({CONFIG_FILE}) nor an export ({SAVED_MODEL_FILE}, "
+            "or integer version folders holding one).")
+    return Model("export", version_dir)
+
+
+def load(path: str | os.PathLike) -> tfd.Distribution:
+    """A live TFP distribution from a run directory or an export.
+
+    For an export the flow is rebuilt from `assets.extra/flow_config.json` and its weights
+    are read from the SavedModel's variables (the serving module keeps the flow under the
+    same `flow` key as a run's checkpoint), so it samples, differentiates and composes with
+    other TFP objects like the flow that was trained.
+
+    Args:
+      path: a run directory, an export version folder, or the model folder above versions.
+    """
+    return find_model(path).load()
