@@ -1,9 +1,9 @@
 """A minimal gRPC client for a tfp-realnvp model served by TensorFlow Serving.
 
-Needs ``tensorflow`` and ``tensorflow-serving-api`` (``pip install -e .[serving]``), not
-this package. Every input is sent with the dtype and rank the exported signatures declare,
-because the server does not convert: a float64 array or a ``num_samples`` of shape [1] is
-rejected.
+Needs ``tensorflow`` and ``tensorflow-serving-api`` (``pip install tensorflow-serving-api``
+brings both), not this package. Every input is sent with the dtype and rank the exported
+signatures declare, because the server does not convert: a float64 array or a
+``num_samples`` of shape [1] is rejected.
 
     from grpc_client import predict
     out = predict("localhost:8500", "realnvp", "log_prob", {"x": points})

@@ -1,4 +1,9 @@
-"""Shared test set-up: quiet TensorFlow, two logical CPUs for MirroredStrategy, fixtures."""
+"""Shared test set-up: quiet TensorFlow, two logical CPUs, fixtures, and the flow suite.
+
+`FLOW_SUITE` names every flow configuration the package ships a code path for; the
+contract tests in `test_flow_suite.py` run over all of it. Adding a coupling or mixing
+kind means adding a line here.
+"""
 
 import os
 
@@ -8,6 +13,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from tfp_realnvp import FlowConfig, bijector_kwargs, build_flow, context_kwargs  # noqa: E402
+
 # Must happen before TensorFlow initialises its devices: the MirroredStrategy tests need
 # two replicas, and a CI machine has one physical CPU device.
 _cpu = tf.config.list_physical_devices("CPU")[0]
@@ -15,12 +22,52 @@ tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
 
+FLOW_SUITE = {
+    "reverse-2d": FlowConfig(event_dim=2, num_couplings=2, hidden_units=8,
+                             num_hidden_layers=1),
+    "reverse-3d-tanh": FlowConfig(event_dim=3, num_couplings=4, hidden_units=16,
+                                  num_hidden_layers=2, activation="tanh"),
+    "random-5d": FlowConfig(event_dim=5, num_couplings=4, hidden_units=16, num_hidden_layers=2,
+                            permutation="random", permutation_seed=3),
+    "conditional-3d": FlowConfig(event_dim=3, num_couplings=3, hidden_units=8,
+                                 num_hidden_layers=1, log_scale_bound=0.5, context_dim=2),
+}
+
 
 def randomise_weights(flow, seed: int = 0, scale: float = 0.5) -> None:
     """Gives every weight a random value so the flow is far from the identity."""
     rng = np.random.default_rng(seed)
     for variable in flow.trainable_variables:
         variable.assign(scale * rng.standard_normal(variable.shape).astype(np.float32))
+
+
+def suite_config(name: str) -> FlowConfig:
+    """The suite's config with data statistics, so the standardiser is not the identity."""
+    config = FLOW_SUITE[name]
+    dim = config.event_dim
+    return config.replace(data_shift=[0.5 - 0.25 * i for i in range(dim)],
+                          data_scale=[1.5 + 0.5 * i for i in range(dim)])
+
+
+def suite_flow(name: str, seed: int = 0):
+    """(config, flow) for a suite entry, with random weights (far from the identity)."""
+    config = suite_config(name)
+    flow = build_flow(config)
+    randomise_weights(flow, seed=seed, scale=0.4)
+    return config, flow
+
+
+def suite_context(config: FlowConfig, batch_shape, seed: int = 7):
+    """A random context for conditional flows, None otherwise."""
+    if not config.context_dim:
+        return None
+    return tf.random.stateless_normal([*batch_shape, config.context_dim], seed=[seed, seed])
+
+
+def suite_kwargs(config: FlowConfig, flow, batch_shape) -> tuple[dict, dict]:
+    """(distribution kwargs, bijector kwargs) routing a random context where one is needed."""
+    context = suite_context(config, batch_shape)
+    return context_kwargs(flow, context), bijector_kwargs(flow, context)
 
 
 @pytest.fixture

@@ -113,3 +113,19 @@ def test_version_and_module_entry_point():
     help_text = subprocess.run([sys.executable, "-m", "tfp_realnvp", "--help"],
                                capture_output=True, text=True, check=True).stdout
     assert "fit" in help_text and "evaluate" in help_text
+
+
+def test_resume_applies_epochs_and_refuses_architecture_changes(tmp_path):
+    out = tmp_path / "run"
+    assert invoke("fit", "--out", out, *TINY).exit_code == 0
+    refused = invoke("fit", "--out", out, "--resume", "--hidden-units", "32", "--quiet")
+    assert refused.exit_code == 1 and "cannot change ['hidden_units']" in refused.output
+    assert "hidden_units=8" in refused.output
+    longer = invoke("fit", "--out", out, "--resume", "--epochs", "5", "--quiet")
+    assert longer.exit_code == 0, longer.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4, 5]
+    recorded = json.loads((out / "config.json").read_text())
+    assert recorded["train"]["epochs"] == 5 and recorded["flow"]["hidden_units"] == 8
+    # The run resumes on its own recorded data (moons, 300 points), not a default.
+    assert metrics["test_num_points"] == 20000 and math.isfinite(metrics["test_nll"])

@@ -1,4 +1,6 @@
-"""AffineCoupling and the flow's bijector: inverse, log-dets, shapes, tracking."""
+"""AffineCoupling specifics: context, bounded log-scale, one network call, tracking.
+
+The contract every flow configuration meets is in test_flow_suite.py."""
 
 import numpy as np
 import pytest
@@ -11,92 +13,9 @@ from tfp_realnvp.networks import make_conditioner
 
 tfb = tfp.bijectors
 
-CONFIGS = [
-    dict(num_couplings=2, hidden_units=8, num_hidden_layers=1),
-    dict(num_couplings=4, hidden_units=16, num_hidden_layers=2, activation="tanh",
-         permutation="random", permutation_seed=3),
-    dict(num_couplings=3, hidden_units=8, num_hidden_layers=1, log_scale_bound=0.5,
-         context_dim=2),
-]
-
-
-def _flow(dim: int, config: dict):
-    config = FlowConfig(event_dim=dim, data_shift=[0.5] * dim,
-                        data_scale=[2.0 + i for i in range(dim)], **config)
-    flow = build_flow(config)
-    randomise_weights(flow, seed=dim)
-    return config, flow
-
-
-def _kwargs(config: FlowConfig, flow, batch: int):
-    if not config.context_dim:
-        return {}
-    context = tf.random.stateless_normal([batch, config.context_dim], seed=[7, 7])
-    return context_kwargs(flow, context)["bijector_kwargs"]
-
-
-@pytest.mark.parametrize("dim", [2, 3, 5])
-@pytest.mark.parametrize("config_index", range(len(CONFIGS)))
-def test_bijector_contract(dim, config_index):
-    config, flow = _flow(dim, CONFIGS[config_index])
-    bijector = flow.bijector
-    x = tf.random.stateless_normal([16, dim], seed=[1, dim])
-    kwargs = _kwargs(config, flow, 16)
-
-    y = bijector.forward(x, **kwargs)
-    x_back = bijector.inverse(tf.identity(y), **kwargs)  # identity: defeat the cache
-    np.testing.assert_allclose(x_back, x, rtol=1e-4, atol=1e-4)
-    assert np.all(np.isfinite(y))
-    assert not np.allclose(y, x * config.data_scale + config.data_shift, atol=1e-3)
-
-    fldj = bijector.forward_log_det_jacobian(x, event_ndims=1, **kwargs)
-    ildj = bijector.inverse_log_det_jacobian(tf.identity(y), event_ndims=1, **kwargs)
-    np.testing.assert_allclose(fldj, -ildj, atol=1e-4)
-
-    # log|det J| from autodiff, event by event: the Jacobian of a [16, D] -> [16, D] map is
-    # block-diagonal over the batch, batch_jacobian gives the [16, D, D] blocks.
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y_again = bijector.forward(tf.identity(x), **kwargs)  # a cache miss, on the tape
-    jacobian = tape.batch_jacobian(y_again, x)
-    _, logdet = np.linalg.slogdet(jacobian.numpy().astype(np.float64))
-    np.testing.assert_allclose(fldj, logdet, atol=1e-4)
-
-
-@pytest.mark.parametrize("dim", [2, 3, 5])
-@pytest.mark.parametrize("config_index", range(len(CONFIGS)))
-def test_gradients_reach_every_variable(dim, config_index):
-    config, flow = _flow(dim, CONFIGS[config_index])
-    x = tf.random.stateless_normal([32, dim], seed=[2, dim]) * 2.0
-    with tf.GradientTape() as tape:
-        loss = -tf.reduce_mean(flow.log_prob(x, **context_kwargs_or_empty(config, flow, 32)))
-    grads = tape.gradient(loss, flow.trainable_variables)
-    expected = config.num_couplings * 2 * (config.num_hidden_layers + 1)
-    assert len(flow.trainable_variables) == expected
-    for variable, grad in zip(flow.trainable_variables, grads, strict=True):
-        assert grad is not None, variable.name
-        assert np.all(np.isfinite(grad)), variable.name
-        assert np.any(grad.numpy() != 0), variable.name
-
-
-def context_kwargs_or_empty(config, flow, batch):
-    kwargs = _kwargs(config, flow, batch)
-    return {"bijector_kwargs": kwargs} if kwargs else {}
-
-
-@pytest.mark.parametrize("batch_shape", [[], [3], [2, 4]])
-def test_any_batch_shape(batch_shape):
-    config, flow = _flow(3, CONFIGS[1])
-    x = tf.random.stateless_normal(batch_shape + [3], seed=[3, 3])
-    log_prob = flow.log_prob(x)
-    assert log_prob.shape == batch_shape
-    flat = flow.log_prob(tf.reshape(x, [-1, 3]))
-    np.testing.assert_allclose(tf.reshape(log_prob, [-1]), flat, rtol=1e-5, atol=1e-5)
-    assert flow.sample(batch_shape, seed=[1, 2]).shape == batch_shape + [3]
-
-
 def test_context_broadcasts_and_changes_the_density():
-    config, flow = _flow(2, CONFIGS[2])
+    flow = build_flow(FlowConfig(num_couplings=2, hidden_units=8, context_dim=2))
+    randomise_weights(flow, seed=2)
     x = tf.random.stateless_normal([5, 2], seed=[4, 4])
     one_context = tf.constant([[0.3, -1.0]])
     tiled = tf.tile(one_context, [5, 1])
@@ -110,7 +29,7 @@ def test_context_broadcasts_and_changes_the_density():
 
 
 def test_conditional_coupling_requires_context():
-    _, flow = _flow(2, CONFIGS[2])
+    flow = build_flow(FlowConfig(num_couplings=2, hidden_units=8, context_dim=2))
     with pytest.raises(ValueError, match="is conditional: pass context="):
         flow.log_prob(tf.zeros([1, 2]))
 

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -11,16 +10,24 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 from conftest import randomise_weights
+from serving_checks import (
+    SEED,
+    TF2_LOADER,
+    assert_outputs_match,
+    expected_outputs,
+    run_fresh_python,
+    run_tf1_loader,
+    signature_inputs,
+    to_json,
+)
 
 import tfp_realnvp
-from tfp_realnvp import FlowConfig, build_flow, context_kwargs
+from tfp_realnvp import FlowConfig, build_flow
 from tfp_realnvp import train as train_lib
 from tfp_realnvp.data import make_toy
 from tfp_realnvp.serving import WARMUP_FILE
 
 tfd = tfp.distributions
-TESTS = Path(__file__).parent
-SEED = np.array([3, 4], np.int32)
 STATEFUL_RANDOM = {"RandomStandardNormal", "RandomUniform", "RandomUniformInt",
                    "TruncatedNormal", "Multinomial", "RandomGamma", "RandomPoisson",
                    "RandomPoissonV2", "RandomShuffle", "ParameterizedTruncatedNormal",
@@ -46,97 +53,6 @@ def conditional(tmp_path_factory):
     randomise_weights(flow, seed=5, scale=0.3)
     return flow, tfp_realnvp.export(flow, root, name="cond", config=config)
 
-
-def expected_outputs(flow, x, z, num_samples=5, seed=SEED, context=None):
-    """What each signature must return, computed in-process with the live flow."""
-    kwargs = context_kwargs(flow, context) if context is not None else {}
-    chain = kwargs.get("bijector_kwargs", {})
-    return {
-        "serving_default": {"log_prob": flow.log_prob(x, **kwargs).numpy()},
-        "log_prob": {"log_prob": flow.log_prob(x, **kwargs).numpy()},
-        "sample": {"samples": flow.sample(num_samples, seed=tf.constant(seed), **kwargs).numpy()},
-        "encode": {"z": flow.bijector.inverse(x, **chain).numpy()},
-        "decode": {"x": flow.bijector.forward(z, **chain).numpy()},
-    }
-
-
-def signature_inputs(x, z, num_samples=5, seed=SEED, context=None):
-    inputs = {
-        "serving_default": {"x": x}, "log_prob": {"x": x},
-        "sample": {"num_samples": np.array(num_samples, np.int32), "seed": seed},
-        "encode": {"x": x}, "decode": {"z": z},
-    }
-    if context is not None:
-        for request in inputs.values():
-            request["context"] = context
-    return inputs
-
-
-def run_fresh_python(script: str, payload: dict) -> dict:
-    """Runs `script` in a new interpreter; it reads JSON on stdin and prints JSON."""
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)], input=json.dumps(payload),
-        capture_output=True, text=True, timeout=300, cwd=TESTS,
-        env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def to_json(inputs):
-    return {sig: {k: np.asarray(v).tolist() for k, v in req.items()}
-            for sig, req in inputs.items()}
-
-
-def assert_outputs_match(got, expected, atol=1e-5):
-    assert set(got) == set(expected)
-    for signature, outputs in expected.items():
-        assert set(got[signature]) == set(outputs), signature
-        for key, value in outputs.items():
-            np.testing.assert_allclose(np.asarray(got[signature][key]), value, atol=atol,
-                                       rtol=1e-5, err_msg=f"{signature}/{key}")
-
-
-TF2_LOADER = """
-    import json, sys
-    import numpy as np
-    import tensorflow as tf
-    payload = json.load(sys.stdin)
-    model = tf.saved_model.load(payload["path"])
-    dtypes = {"num_samples": tf.int32, "seed": tf.int32}
-    out = {}
-    for signature, inputs in payload["inputs"].items():
-        fn = model.signatures[signature]
-        feed = {k: tf.constant(v, dtype=dtypes.get(k, tf.float32)) for k, v in inputs.items()}
-        out[signature] = {k: v.numpy().tolist() for k, v in fn(**feed).items()}
-    again = model.signatures["sample"](**{k: tf.constant(v, tf.int32)
-                                         for k, v in payload["inputs"]["sample"].items()})
-    out["sample_again"] = again["samples"].numpy().tolist()
-    out["modules"] = sorted(m for m in ("tensorflow_probability", "tfp_realnvp", "tf_keras")
-                            if m in sys.modules)
-    print(json.dumps(out))
-"""
-
-TF1_SESSION_LOADER = """
-    import json, sys
-    import numpy as np
-    import tensorflow as tf
-    payload = json.load(sys.stdin)
-    out, methods = {}, {}
-    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
-        meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], payload["path"])
-        for signature, inputs in payload["inputs"].items():
-            definition = meta.signature_def[signature]
-            methods[signature] = [definition.method_name, sorted(definition.inputs)]
-            feed = {definition.inputs[k].name: np.asarray(v, dtype="int32"
-                    if k in ("num_samples", "seed") else "float32") for k, v in inputs.items()}
-            names = sorted(definition.outputs)
-            values = session.run([definition.outputs[k].name for k in names], feed_dict=feed)
-            out[signature] = {k: v.tolist() for k, v in zip(names, values)}
-    out["methods"] = methods
-    out["modules"] = sorted(m for m in ("tensorflow_probability", "tfp_realnvp")
-                            if m in sys.modules)
-    print(json.dumps(out))
-"""
 
 CAPI_LOADER = """
     import json, sys
@@ -214,9 +130,9 @@ def test_tf1_session_path_matches_and_signatures_are_predict(trained):
     _, version_dir, flow = trained
     x = make_toy("moons", 6, seed=10)
     z = np.random.default_rng(1).standard_normal((3, 2)).astype(np.float32)
-    got = run_fresh_python(TF1_SESSION_LOADER, {"path": str(version_dir),
-                                                "inputs": to_json(signature_inputs(x, z))})
-    assert got.pop("modules") == []
+    [got], modules = run_tf1_loader([{"path": str(version_dir),
+                                      "inputs": to_json(signature_inputs(x, z))}])
+    assert modules == []
     methods = got.pop("methods")
     assert all(m[0] == "tensorflow/serving/predict" for m in methods.values())
     assert methods["sample"][1] == ["num_samples", "seed"]

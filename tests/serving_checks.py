@@ -1,0 +1,119 @@
+"""What the export tests share: inputs and expected outputs per signature, and running a
+script in a fresh Python process (a TensorFlow-only client, like a model server)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tfp_realnvp import context_kwargs
+
+TESTS = Path(__file__).parent
+SEED = np.array([3, 4], np.int32)
+
+
+def expected_outputs(flow, x, z, num_samples=5, seed=SEED, context=None):
+    """What each signature must return, computed in-process with the live flow."""
+    kwargs = context_kwargs(flow, context) if context is not None else {}
+    chain = kwargs.get("bijector_kwargs", {})
+    return {
+        "serving_default": {"log_prob": flow.log_prob(x, **kwargs).numpy()},
+        "log_prob": {"log_prob": flow.log_prob(x, **kwargs).numpy()},
+        "sample": {"samples": flow.sample(num_samples, seed=tf.constant(seed), **kwargs).numpy()},
+        "encode": {"z": flow.bijector.inverse(x, **chain).numpy()},
+        "decode": {"x": flow.bijector.forward(z, **chain).numpy()},
+    }
+
+
+def signature_inputs(x, z, num_samples=5, seed=SEED, context=None):
+    inputs = {
+        "serving_default": {"x": x}, "log_prob": {"x": x},
+        "sample": {"num_samples": np.array(num_samples, np.int32), "seed": seed},
+        "encode": {"x": x}, "decode": {"z": z},
+    }
+    if context is not None:
+        for request in inputs.values():
+            request["context"] = context
+    return inputs
+
+
+def run_fresh_python(script: str, payload: dict) -> dict:
+    """Runs `script` in a new interpreter; it reads JSON on stdin and prints JSON."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], input=json.dumps(payload),
+        capture_output=True, text=True, timeout=300, cwd=TESTS,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def to_json(inputs):
+    return {sig: {k: np.asarray(v).tolist() for k, v in req.items()}
+            for sig, req in inputs.items()}
+
+
+def assert_outputs_match(got, expected, atol=1e-5):
+    assert set(got) == set(expected)
+    for signature, outputs in expected.items():
+        assert set(got[signature]) == set(outputs), signature
+        for key, value in outputs.items():
+            np.testing.assert_allclose(np.asarray(got[signature][key]), value, atol=atol,
+                                       rtol=1e-5, err_msg=f"{signature}/{key}")
+
+
+TF2_LOADER = """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    payload = json.load(sys.stdin)
+    model = tf.saved_model.load(payload["path"])
+    dtypes = {"num_samples": tf.int32, "seed": tf.int32}
+    out = {}
+    for signature, inputs in payload["inputs"].items():
+        fn = model.signatures[signature]
+        feed = {k: tf.constant(v, dtype=dtypes.get(k, tf.float32)) for k, v in inputs.items()}
+        out[signature] = {k: v.numpy().tolist() for k, v in fn(**feed).items()}
+    again = model.signatures["sample"](**{k: tf.constant(v, tf.int32)
+                                         for k, v in payload["inputs"]["sample"].items()})
+    out["sample_again"] = again["samples"].numpy().tolist()
+    out["modules"] = sorted(m for m in ("tensorflow_probability", "tfp_realnvp", "tf_keras")
+                            if m in sys.modules)
+    print(json.dumps(out))
+"""
+
+TF1_SESSION_LOADER = """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    results = []
+    for job in json.load(sys.stdin)["jobs"]:
+        out, methods = {}, {}
+        with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+            meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], job["path"])
+            for signature, inputs in job["inputs"].items():
+                definition = meta.signature_def[signature]
+                methods[signature] = [definition.method_name, sorted(definition.inputs)]
+                feed = {definition.inputs[k].name: np.asarray(v, dtype="int32"
+                        if k in ("num_samples", "seed") else "float32")
+                        for k, v in inputs.items()}
+                names = sorted(definition.outputs)
+                values = session.run([definition.outputs[k].name for k in names], feed_dict=feed)
+                out[signature] = {k: v.tolist() for k, v in zip(names, values)}
+        out["methods"] = methods
+        results.append(out)
+    modules = sorted(m for m in ("tensorflow_probability", "tfp_realnvp") if m in sys.modules)
+    print(json.dumps({"results": results, "modules": modules}))
+"""
+
+
+def run_tf1_loader(jobs: list[dict]) -> tuple[list[dict], list[str]]:
+    """Runs every `{"path", "inputs"}` job through the TF1 session loader (the loader TF
+    Serving uses) in one fresh TensorFlow-only process; returns the outputs and the
+    modules beyond TensorFlow that the process had imported."""
+    got = run_fresh_python(TF1_SESSION_LOADER, {"jobs": jobs})
+    return got["results"], got["modules"]

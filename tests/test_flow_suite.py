@@ -1,0 +1,190 @@
+"""The flow contract, over every configuration of `conftest.FLOW_SUITE`, eager and traced.
+
+Round trip, log-dets against the autodiff Jacobian, gradients, batch shapes, normalisation,
+seeded sampling, config/checkpoint/export round trips (the export through the TF1 session
+loader that TF Serving uses, in a TensorFlow-only process).
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import FLOW_SUITE, suite_config, suite_context, suite_flow, suite_kwargs
+from serving_checks import (
+    assert_outputs_match,
+    expected_outputs,
+    run_tf1_loader,
+    signature_inputs,
+    to_json,
+)
+
+import tfp_realnvp
+from tfp_realnvp import FlowConfig, build_flow, context_kwargs
+from tfp_realnvp.rundir import restore_weights
+
+NAMES = list(FLOW_SUITE)
+MODES = ["eager", "function"]
+
+
+def in_mode(fn, mode: str):
+    return tf.function(fn) if mode == "function" else fn
+
+
+def events(config: FlowConfig, batch_shape, seed: int) -> tf.Tensor:
+    """Events in data units around the data statistics (a few scales out)."""
+    z = tf.random.stateless_normal([*batch_shape, config.event_dim], seed=[seed, 11])
+    return z * 1.5 * np.float32(config.data_scale) + np.float32(config.data_shift)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", NAMES)
+def test_round_trip_and_log_dets_match_the_autodiff_jacobian(name, mode):
+    config, flow = suite_flow(name)
+    bijector = flow.bijector
+    _, chain = suite_kwargs(config, flow, [16])
+    z = tf.random.stateless_normal([16, config.event_dim], seed=[1, 2])
+
+    forward = in_mode(lambda v: bijector.forward(v, **chain), mode)
+    inverse = in_mode(lambda v: bijector.inverse(v, **chain), mode)
+    fldj = in_mode(lambda v: bijector.forward_log_det_jacobian(v, event_ndims=1, **chain), mode)
+    ildj = in_mode(lambda v: bijector.inverse_log_det_jacobian(v, event_ndims=1, **chain), mode)
+
+    def jacobian_fn(v):
+        with tf.GradientTape() as tape:
+            tape.watch(v)
+            out = bijector.forward(tf.identity(v), **chain)  # a cache miss, on the tape
+        return tape.batch_jacobian(out, v)
+
+    x = forward(z)
+    assert np.all(np.isfinite(x))
+    np.testing.assert_allclose(inverse(tf.identity(x)), z, rtol=1e-4, atol=5e-4)
+    forward_log_det = fldj(z)
+    np.testing.assert_allclose(forward_log_det, -ildj(tf.identity(x)), atol=1e-4)
+    # The Jacobian of a [16, D] -> [16, D] map is block-diagonal over the batch:
+    # batch_jacobian gives the [16, D, D] blocks, slogdet their log|det|.
+    jacobian = in_mode(jacobian_fn, mode)(z)
+    _, log_det = np.linalg.slogdet(jacobian.numpy().astype(np.float64))
+    np.testing.assert_allclose(forward_log_det, log_det, atol=1e-4)
+    standardised = z * np.float32(config.data_scale) + np.float32(config.data_shift)
+    assert not np.allclose(x, standardised, atol=1e-3)  # the couplings do something
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradients_reach_every_variable(name):
+    config, flow = suite_flow(name)
+    x = events(config, [32], seed=2)
+    kwargs, _ = suite_kwargs(config, flow, [32])
+    with tf.GradientTape() as tape:
+        loss = -tf.reduce_mean(flow.log_prob(x, **kwargs))
+    variables = flow.trainable_variables
+    assert variables
+    for variable, grad in zip(variables, tape.gradient(loss, variables), strict=True):
+        assert grad is not None, variable.name
+        assert np.all(np.isfinite(grad)), variable.name
+        assert np.any(grad.numpy() != 0), variable.name
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", NAMES)
+def test_any_batch_shape(name, mode):
+    config, flow = suite_flow(name)
+    dim = config.event_dim
+    for batch_shape in ([], [3], [2, 4]):
+        x = events(config, batch_shape, seed=3)
+        kwargs, _ = suite_kwargs(config, flow, batch_shape)
+        log_prob = in_mode(lambda v, kw=kwargs: flow.log_prob(v, **kw), mode)(x)
+        assert log_prob.shape == batch_shape
+        flat_kwargs = context_kwargs(flow, None if not config.context_dim else tf.reshape(
+            suite_context(config, batch_shape), [-1, config.context_dim]))
+        flat = flow.log_prob(tf.reshape(x, [-1, dim]), **flat_kwargs)
+        np.testing.assert_allclose(tf.reshape(log_prob, [-1]), flat, rtol=1e-5, atol=1e-5)
+    kwargs, _ = suite_kwargs(config, flow, [2, 3])
+    sample = in_mode(lambda: flow.sample([2, 3], seed=tf.constant([1, 2]), **kwargs), mode)
+    assert sample().shape == [2, 3, dim]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", NAMES)
+def test_seeded_sampling(name, mode):
+    config, flow = suite_flow(name)
+    kwargs, _ = suite_kwargs(config, flow, [7])
+    draw = in_mode(lambda seed: flow.sample(7, seed=seed, **kwargs), mode)
+    a, b, c = draw(tf.constant([1, 2])), draw(tf.constant([1, 2])), draw(tf.constant([1, 3]))
+    assert a.shape == [7, config.event_dim] and a.dtype == tf.float32
+    assert np.all(np.isfinite(a))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if FLOW_SUITE[n].event_dim == 2])
+def test_two_d_density_integrates_to_one(name):
+    config, flow = suite_flow(name, seed=11)
+    kwargs, _ = suite_kwargs(config, flow, [1])
+    n = 601
+    axes = [np.linspace(m - 8 * s, m + 8 * s, n, dtype=np.float32)
+            for m, s in zip(config.data_shift, config.data_scale, strict=True)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
+    density = np.exp(flow.log_prob(grid, **kwargs).numpy().astype(np.float64))
+    cell = np.prod([(a[-1] - a[0]) / (n - 1) for a in axes])
+    assert abs(density.sum() * cell - 1.0) < 0.01
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_json_round_trip_rebuilds_the_same_flow(name):
+    config, flow = suite_flow(name)
+    restored = FlowConfig.from_json(config.to_json())
+    assert restored == config
+    rebuilt = build_flow(restored)
+    for source, target in zip(flow.trainable_variables, rebuilt.trainable_variables,
+                              strict=True):
+        target.assign(source)
+    x = events(config, [9], seed=5)
+    kwargs, _ = suite_kwargs(config, flow, [9])
+    np.testing.assert_array_equal(flow.log_prob(x, **kwargs), rebuilt.log_prob(x, **kwargs))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_checkpoint_round_trip(name, tmp_path):
+    config, flow = suite_flow(name)
+    prefix = tf.train.Checkpoint(flow=flow).write(str(tmp_path / "weights"))
+    fresh = build_flow(config)
+    x = events(config, [9], seed=6)
+    kwargs, _ = suite_kwargs(config, flow, [9])
+    assert not np.allclose(fresh.log_prob(x, **kwargs), flow.log_prob(x, **kwargs))
+    restore_weights(fresh, prefix)
+    np.testing.assert_array_equal(fresh.log_prob(x, **kwargs), flow.log_prob(x, **kwargs))
+
+
+@pytest.fixture(scope="module")
+def suite_exports(tmp_path_factory):
+    """Every suite flow exported, and what the TF1 session loader returns for each."""
+    root = tmp_path_factory.mktemp("suite-exports")
+    cases, jobs = {}, []
+    for name in NAMES:
+        config, flow = suite_flow(name)
+        rng = np.random.default_rng(len(cases))
+        x = events(config, [4], seed=8).numpy()
+        z = rng.standard_normal((4, config.event_dim)).astype(np.float32)
+        context = suite_context(config, [4])
+        context = None if context is None else context.numpy()
+        version_dir = tfp_realnvp.export(flow, root, name=name, config=config)
+        cases[name] = (flow, version_dir, x, z, context)
+        jobs.append({"path": str(version_dir),
+                     "inputs": to_json(signature_inputs(x, z, num_samples=4, context=context))})
+    results, modules = run_tf1_loader(jobs)
+    assert modules == []  # the loader needs TensorFlow only
+    return {name: (*cases[name], got) for name, got in zip(NAMES, results, strict=True)}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_export_load_and_tf1_loader_round_trip(name, suite_exports):
+    flow, version_dir, x, z, context, got = suite_exports[name]
+    methods = got.pop("methods")
+    assert all(m[0] == "tensorflow/serving/predict" for m in methods.values())
+    expected = expected_outputs(flow, x, z, num_samples=4,
+                                context=None if context is None else tf.constant(context))
+    assert_outputs_match(got, expected)
+    loaded = tfp_realnvp.load(version_dir)
+    kwargs = context_kwargs(loaded, None if context is None else tf.constant(context))
+    np.testing.assert_allclose(loaded.log_prob(x, **kwargs),
+                               expected["log_prob"]["log_prob"], atol=1e-5, rtol=1e-6)
+    assert suite_config(name) == tfp_realnvp.rundir.find_model(version_dir).config

@@ -1,0 +1,120 @@
+"""The public surface: a side-effect-free import, typed errors, one version, the doctest."""
+
+import dataclasses
+import doctest
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+import tfp_realnvp
+from tfp_realnvp import coupling
+from tfp_realnvp.cli import cli
+from tfp_realnvp.config import (
+    ACTIVATIONS,
+    PERMUTATIONS,
+    SCHEDULES,
+    STRATEGIES,
+    TOY_DATASET_NAMES,
+    FlowConfig,
+    TrainConfig,
+    settings,
+)
+
+
+def fresh_python(code: str, **env: str) -> dict:
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("TF_CPP_MIN_LOG_LEVEL", "MPLBACKEND")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, env={**clean, **env}, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_import_changes_nothing_for_the_caller():
+    got = fresh_python("""
+import json, os, sys
+import matplotlib
+matplotlib.use("svg")
+import tfp_realnvp
+lazy = "tensorflow" in sys.modules
+config = tfp_realnvp.FlowConfig(num_couplings=3)
+flow = tfp_realnvp.build_flow(config.replace(event_dim=2))
+print(json.dumps({"tf_before_use": lazy, "tf_after_use": "tensorflow" in sys.modules,
+                  "log_level": os.environ.get("TF_CPP_MIN_LOG_LEVEL"),
+                  "backend": matplotlib.get_backend()}))
+""")
+    assert got == {"tf_before_use": False, "tf_after_use": True, "log_level": None,
+                   "backend": "svg"}
+
+
+def test_cli_help_does_not_import_tensorflow():
+    got = fresh_python("""
+import json, sys
+from click.testing import CliRunner
+from tfp_realnvp.cli import cli
+result = CliRunner().invoke(cli, ["fit", "--help"])
+print(json.dumps({"code": result.exit_code, "tf": "tensorflow" in sys.modules,
+                  "has_options": "--num-couplings" in result.output}))
+""")
+    assert got == {"code": 0, "tf": False, "has_options": True}
+
+
+def test_cli_options_are_the_config_fields():
+    fit = cli.commands["fit"]
+    options = {p.name: p for p in fit.params}
+    for cls in (FlowConfig, TrainConfig):
+        for field, rule in settings(cls):
+            if field.name != "seed":  # one --seed sets TrainConfig.seed and permutation_seed
+                assert (field.name in options) == rule.cli, field.name
+    choices = {name: tuple(options[name].type.choices) for name in
+               ("activation", "permutation", "schedule", "strategy", "dataset")}
+    assert choices == {"activation": ACTIVATIONS, "permutation": PERMUTATIONS,
+                       "schedule": SCHEDULES, "strategy": STRATEGIES,
+                       "dataset": TOY_DATASET_NAMES}
+    # Bounds come from the same table: the CLI refuses what the dataclass refuses.
+    result = CliRunner().invoke(cli, ["fit", "--num-couplings", "1"])
+    assert result.exit_code == 2 and "1 is not in the range x>=2" in result.output
+
+
+def test_library_errors_say_what_happened(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        tfp_realnvp.data.load_array(tmp_path / "absent.csv")
+    with pytest.raises(FileNotFoundError, match="a directory, not a file"):
+        tfp_realnvp.data.load_array(tmp_path)
+    with pytest.raises(tfp_realnvp.ConfigError, match="'num_couplings' must be >= 2; got 1"):
+        FlowConfig(num_couplings=1)
+    assert issubclass(tfp_realnvp.ConfigError, ValueError)
+    with pytest.raises(FileNotFoundError, match="neither a run directory"):
+        tfp_realnvp.load(tmp_path)
+
+
+def test_cli_keeps_the_traceback_of_a_bug(monkeypatch, tmp_path):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug, not bad input")
+
+    monkeypatch.setattr(tfp_realnvp.data, "make_toy", broken)
+    result = CliRunner().invoke(cli, ["fit", "--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
+
+
+def test_one_version_string():
+    assert importlib.metadata.version("tfp-realnvp") == tfp_realnvp.__version__
+    assert CliRunner().invoke(cli, ["--version"]).output.strip().endswith(
+        tfp_realnvp.__version__)
+
+
+def test_coupling_docstring_example_runs():
+    result = doctest.testmod(coupling, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 5 and result.failed == 0
+
+
+def test_configs_are_frozen_plain_data():
+    config = FlowConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.num_couplings = 3
+    assert FlowConfig.from_json(config.to_json()) == config
+    assert TrainConfig.from_dict(TrainConfig(epochs=5).to_dict()).epochs == 5
