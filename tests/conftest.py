@@ -28,7 +28,18 @@ FLOW_SUITE = {
     "reverse-3d-tanh": FlowConfig(event_dim=3, num_couplings=4, hidden_units=16,
                                   num_hidden_layers=2, activation="tanh"),
     "random-5d": FlowConfig(event_dim=5, num_couplings=4, hidden_units=16, num_hidden_layers=2,
-                            permutation="random", permutation_seed=3),
+                            mixing="random", mixing_seed=3),
+    "spline-2d": FlowConfig(event_dim=2, num_couplings=3, hidden_units=8, coupling="spline",
+                            spline_bins=5, spline_bound=3.0),
+    "spline-lu-4d": FlowConfig(event_dim=4, num_couplings=3, hidden_units=8, coupling="spline",
+                               mixing="lu", mixing_seed=2),
+    "lu-5d": FlowConfig(event_dim=5, num_couplings=3, hidden_units=8, mixing="lu"),
+    "spline-conditional-3d": FlowConfig(event_dim=3, num_couplings=2, hidden_units=8,
+                                        coupling="spline", context_dim=2),
+    "ensemble-2d": FlowConfig(event_dim=2, num_couplings=2, hidden_units=8, ensemble_size=3,
+                              mixing="lu"),
+    "ensemble-conditional-3d": FlowConfig(event_dim=3, num_couplings=2, hidden_units=8,
+                                          ensemble_size=2, context_dim=2),
     "conditional-3d": FlowConfig(event_dim=3, num_couplings=3, hidden_units=8,
                                  num_hidden_layers=1, log_scale_bound=0.5, context_dim=2),
 }
@@ -42,11 +53,14 @@ def randomise_weights(flow, seed: int = 0, scale: float = 0.5) -> None:
 
 
 def suite_config(name: str) -> FlowConfig:
-    """The suite's config with data statistics, so the standardiser is not the identity."""
+    """The suite's config with a data map (means, scales, correlations), so the affine map
+    to data units is not the identity."""
     config = FLOW_SUITE[name]
     dim = config.event_dim
+    correlation = 0.6 * np.eye(dim) + 0.4  # every pair correlated 0.4
     return config.replace(data_shift=[0.5 - 0.25 * i for i in range(dim)],
-                          data_scale=[1.5 + 0.5 * i for i in range(dim)])
+                          data_scale=[1.5 + 0.5 * i for i in range(dim)],
+                          data_tril=np.linalg.cholesky(correlation).tolist())
 
 
 def suite_flow(name: str, seed: int = 0):

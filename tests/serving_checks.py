@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_realnvp import context_kwargs
+from tfp_realnvp.ensemble import primary_flow
 
 TESTS = Path(__file__).parent
 SEED = np.array([3, 4], np.int32)
@@ -25,8 +26,8 @@ def expected_outputs(flow, x, z, num_samples=5, seed=SEED, context=None):
         "serving_default": {"log_prob": flow.log_prob(x, **kwargs).numpy()},
         "log_prob": {"log_prob": flow.log_prob(x, **kwargs).numpy()},
         "sample": {"samples": flow.sample(num_samples, seed=tf.constant(seed), **kwargs).numpy()},
-        "encode": {"z": flow.bijector.inverse(x, **chain).numpy()},
-        "decode": {"x": flow.bijector.forward(z, **chain).numpy()},
+        "encode": {"z": primary_flow(flow).bijector.inverse(x, **chain).numpy()},
+        "decode": {"x": primary_flow(flow).bijector.forward(z, **chain).numpy()},
     }
 
 

@@ -16,7 +16,8 @@ from tfp_realnvp import coupling
 from tfp_realnvp.cli import cli
 from tfp_realnvp.config import (
     ACTIVATIONS,
-    PERMUTATIONS,
+    COUPLINGS,
+    MIXINGS,
     SCHEDULES,
     STRATEGIES,
     TOY_DATASET_NAMES,
@@ -71,8 +72,8 @@ def test_cli_options_are_the_config_fields():
             if field.name != "seed":  # one --seed sets TrainConfig.seed and permutation_seed
                 assert (field.name in options) == rule.cli, field.name
     choices = {name: tuple(options[name].type.choices) for name in
-               ("activation", "permutation", "schedule", "strategy", "dataset")}
-    assert choices == {"activation": ACTIVATIONS, "permutation": PERMUTATIONS,
+               ("activation", "coupling", "mixing", "schedule", "strategy", "dataset")}
+    assert choices == {"activation": ACTIVATIONS, "coupling": COUPLINGS, "mixing": MIXINGS,
                        "schedule": SCHEDULES, "strategy": STRATEGIES,
                        "dataset": TOY_DATASET_NAMES}
     # Bounds come from the same table: the CLI refuses what the dataclass refuses.

@@ -141,7 +141,7 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
             seed_given = ctx.get_parameter_source("seed") != click.core.ParameterSource.DEFAULT
             changes = {k: v for k, v in options.items() if v is not None}
             if seed_given:
-                changes.update(seed=seed, permutation_seed=seed)
+                changes.update(seed=seed, mixing_seed=seed)
             result = _resume(run_dir, data_file, strategy, quiet, changes)
         else:
             if data_file is not None:
@@ -151,7 +151,7 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
                 data = tfp_realnvp.data.make_toy(dataset, num_points, noise, seed)
                 data_info = {"source": dataset, "num_points": num_points, "noise": noise,
                              "seed": seed}
-            flow_config = FlowConfig(permutation_seed=seed, **_fields_of(FlowConfig, options))
+            flow_config = FlowConfig(mixing_seed=seed, **_fields_of(FlowConfig, options))
             train_config = TrainConfig(seed=seed, **_fields_of(TrainConfig, options))
             run_dir = run_dir or _default_run_dir(Path(data_info["source"]).stem)
             with _progress(train_config.epochs, quiet) as on_epoch:

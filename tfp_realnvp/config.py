@@ -15,8 +15,10 @@ from typing import Any
 from tfp_realnvp.errors import ConfigError
 
 ACTIVATIONS = ("relu", "tanh", "gelu", "silu", "elu")
-PERMUTATIONS = ("reverse", "random")
+COUPLINGS = ("affine", "spline")
+MIXINGS = ("reverse", "random", "lu")
 SCHEDULES = ("cosine", "constant")
+DEQUANTIZE = ("none", "uniform", "auto")
 STRATEGIES = ("default", "mirrored")
 TOY_DATASET_NAMES = ("moons", "circles", "blobs", "swissroll")
 
@@ -104,41 +106,82 @@ class _Config:
 class FlowConfig(_Config):
     """Everything needed to rebuild a flow exactly; weights live in checkpoints.
 
-    `data_shift`/`data_scale` are the standardisation statistics of the training data
-    (per-dimension mean and standard deviation): the flow's last bijector maps the
-    standardised space back to data units, so `log_prob` and `sample` are in data units.
+    The data fields hold the affine map fitted on the training split that takes the
+    flow's standardised space to data units: `x = data_shift + data_scale * (L u)`, with
+    `data_shift` the column means, `data_scale` the column standard deviations and `L`
+    (`data_tril`, row-major lower-triangular) the Cholesky factor of the columns'
+    correlation matrix. With it, a fresh flow (couplings at the identity) *is* the
+    full-covariance Gaussian of the training data. `data_tril=None` leaves the columns
+    uncorrelated (per-column standardisation only).
     """
 
     event_dim: int = setting(2, "Width of an event (columns of the data).", low=2, cli=False)
+    coupling: str = setting("affine", "Coupling kind: affine (RealNVP) or rational-quadratic "
+                            "spline.", choices=COUPLINGS)
     num_couplings: int = setting(8, "Number of coupling layers.", low=2)
     hidden_units: int = setting(64, "Width of each conditioner's hidden layers.", low=1)
     num_hidden_layers: int = setting(3, "Hidden layers per conditioner.", low=1)
     activation: str = setting("silu", "Conditioner activation.", choices=ACTIVATIONS)
     log_scale_bound: float = setting(
-        2.0, "Bound B on each log-scale: s = B tanh(raw / B).", low=0, low_open=True)
-    permutation: str = setting("reverse", "Permutation between couplings.",
-                               choices=PERMUTATIONS)
-    permutation_seed: int = setting(0, "Seed of random permutations.", low=0, cli=False)
+        2.0, "Affine couplings: bound B on each log-scale, s = B tanh(raw / B).", low=0,
+        low_open=True)
+    spline_bins: int = setting(8, "Spline couplings: bins per spline.", low=2)
+    spline_bound: float = setting(
+        4.0, "Spline couplings: the spline acts on [-bound, bound] (standardised units) and "
+        "is the identity outside.", low=0, low_open=True)
+    mixing: str = setting("reverse", "Between couplings: reverse or random permutation, or "
+                          "a learned LU-factored linear map.", choices=MIXINGS)
+    mixing_seed: int = setting(0, "Seed of random permutations and LU initialisations.",
+                               low=0, cli=False)
+    ensemble_size: int = setting(
+        1, "Flows averaged into one density, each trained on its own K-fold split and "
+        "early-stopped on its held-out fold (1: a single flow).", low=1)
+    whiten: bool = setting(True, "Fit the training data's full covariance (not only "
+                           "per-column scales) in the flow's affine data map.")
     context_dim: int = setting(0, "Width of the conditioning context (0: none).", low=0,
                                cli=False)
     data_shift: tuple[float, ...] | None = setting(
-        None, "Per-column mean of the training data.", cli=False)
+        None, "Column means of the training data.", cli=False)
     data_scale: tuple[float, ...] | None = setting(
-        None, "Per-column standard deviation of the training data.", cli=False)
+        None, "Column standard deviations of the training data.", cli=False)
+    data_tril: tuple[tuple[float, ...], ...] | None = setting(
+        None, "Cholesky factor of the training data's correlation matrix.", cli=False)
 
     def __post_init__(self) -> None:
         for name in ("data_shift", "data_scale"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(float(v) for v in value))
+        if self.data_tril is not None:
+            object.__setattr__(self, "data_tril",
+                               tuple(tuple(float(v) for v in row) for row in self.data_tril))
         self._check_settings()
-        for name in ("data_shift", "data_scale"):
+        for name in ("data_shift", "data_scale", "data_tril"):
             value = getattr(self, name)
             if value is not None and len(value) != self.event_dim:
                 raise ConfigError(
                     f"'{name}' must have event_dim={self.event_dim} entries; got {len(value)}.")
         if self.data_scale is not None and not all(s > 0 for s in self.data_scale):
             raise ConfigError(f"'data_scale' entries must be > 0; got {self.data_scale}.")
+        if self.data_tril is not None:
+            _check_tril(self.data_tril)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if self.data_tril is not None:
+            out["data_tril"] = [list(row) for row in self.data_tril]
+        return out
+
+
+def _check_tril(rows: tuple[tuple[float, ...], ...]) -> None:
+    dim = len(rows)
+    for i, row in enumerate(rows):
+        if len(row) != dim:
+            raise ConfigError(f"'data_tril' must be {dim}x{dim}; row {i} has {len(row)} entries.")
+        if any(v != 0 for v in row[i + 1:]) or not row[i] > 0:
+            raise ConfigError(
+                f"'data_tril' must be lower-triangular with a positive diagonal; row {i} is "
+                f"{list(row)}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,8 +200,20 @@ class TrainConfig(_Config):
     patience: int = setting(100, "Stop after this many epochs without a better validation "
                             "NLL.", low=1, resumable=True)
     seed: int = setting(0, "Seed of the split, the shuffle and the weights.", low=0, cli=False)
+    time_budget: float | None = setting(
+        None, "Stop training after this many seconds (None: no limit).", low=0,
+        low_open=True, resumable=True)
+    dequantize: str = setting(
+        "none", "Grid-valued columns: 'uniform' adds U(-step/2, step/2) noise to every column "
+        "(step: its smallest gap), 'auto' only to columns found on a regular grid.",
+        choices=DEQUANTIZE)
+    dequantize_steps: tuple[float, ...] | None = setting(
+        None, "Per-column noise width found from the training data (0: none).", cli=False)
     jit_compile: bool = setting(False, "Compile the loss and gradients with XLA.")
     checkpoint_every: int = setting(25, "Epochs between checkpoints.", low=1, resumable=True)
 
     def __post_init__(self) -> None:
+        if self.dequantize_steps is not None:
+            object.__setattr__(self, "dequantize_steps",
+                               tuple(float(v) for v in self.dequantize_steps))
         self._check_settings()

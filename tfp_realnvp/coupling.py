@@ -1,12 +1,22 @@
-"""`AffineCoupling`: the RealNVP affine coupling step as a `tfp.bijectors.Bijector`."""
+"""Coupling bijectors: `AffineCoupling` (RealNVP) and `SplineCoupling` (neural spline flow).
+
+Both are `tfp.bijectors.Bijector`s built the same way: the first `num_conditioning`
+coordinates pass through and feed a conditioner network whose output parameterises an
+elementwise inner bijector of the others. `Coupling` holds the shared machinery (split,
+merge, context, one network call per direction); a subclass only says how many parameters
+each transformed coordinate needs and which inner bijector they make.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import cache_util
+
+from tfp_realnvp.errors import ConfigError
 
 tfb = tfp.bijectors
 
@@ -23,87 +33,48 @@ def soft_clamp(raw: tf.Tensor, bound: float) -> tf.Tensor:
     return bound * tf.math.tanh(raw / bound)
 
 
-class AffineCoupling(tfb.Bijector):
-    """Affine coupling: half of the event passes through and parameterises the other half.
-
-    With `x = [x_a, x_b]` split on the last axis at `num_conditioning`, a conditioner
-    network `(shift, raw) = NN([x_a, context])`, and `s = B * tanh(raw / B)` (B the
-    log-scale bound):
+class Coupling(tfb.Bijector):
+    """Base of the coupling bijectors: `y_a = x_a`, `y_b = g(x_b; NN([x_a, context]))`.
 
     ```none
-    forward:  y_a = x_a;  y_b = x_b * exp(s(x_a)) + shift(x_a)
-    inverse:  x_a = y_a;  x_b = (y_b - shift(y_a)) * exp(-s(y_a))
-    log-dets: fldj(x) = sum(s(x_a));  ildj(y) = -sum(s(y_a))
+    forward:  y = [x_a, g_theta(x_b)]            theta = NN([x_a, context])
+    inverse:  x = [y_a, g_theta^-1(y_b)]         theta = NN([y_a, context])
+    log-dets: fldj(x) = sum log|g_theta'(x_b)|;  ildj(y) = -fldj(x)
     ```
-
-    The Jacobian is triangular, so the log-determinant is exact and costs nothing beyond
-    the network call. The network runs once per direction: the forward (inverse) pass
-    returns its log-det along with its output and TFP's bijector cache keeps it, so
-    `log_prob` of a `TransformedDistribution` does not call the network a second time
-    (TFP's own `tfb.RealNVP` does).
+    The Jacobian is block-triangular, so its log-determinant is the inner bijector's,
+    exact. `_augmented_forward/_augmented_inverse` return the log-det with the output and
+    TFP's greedy bijector cache keeps it: `log_prob` calls each network once (TFP's own
+    `tfb.RealNVP` calls it twice).
 
     The conditioner maps `[N, num_conditioning + context_dim]` to
-    `[N, 2 * (event_dim - num_conditioning)]` (shift first, then raw log-scale); any
-    batch shape is flattened to `N` around the call. With `context_dim > 0` every method
-    takes `context=` (shape `[..., context_dim]`, broadcast against the batch), and the
-    flow models `p(x | context)`; in a `tfb.Chain`, pass it by the coupling's name
-    (`tfp_realnvp.context_kwargs` builds that dict).
-
-    Example (run as a doctest by the test suite):
-
-    >>> import tensorflow as tf
-    >>> from tfp_realnvp.networks import make_conditioner
-    >>> net = make_conditioner(input_dim=1, output_dim=2, hidden_units=32,
-    ...                        num_hidden_layers=2)
-    >>> coupling = AffineCoupling(event_dim=2, num_conditioning=1, conditioner=net)
-    >>> x = tf.random.stateless_normal([8, 2], seed=[1, 2])
-    >>> y = coupling.forward(x)
-    >>> y.shape
-    TensorShape([8, 2])
-    >>> float(tf.reduce_max(tf.abs(y - x)))  # zero-initialised last layer: the identity
-    0.0
+    `[N, (event_dim - num_conditioning) * params_per_dim]`; any batch shape is flattened to
+    `N` around the call. With `context_dim > 0` every method takes `context=` (shape
+    `[..., context_dim]`, broadcast against the batch); in a `tfb.Chain`, pass it by the
+    coupling's name (`tfp_realnvp.bijector_kwargs` builds that dict).
     """
 
-    # `_augmented_forward/_augmented_inverse` return (output, {"fldj", "ildj"}); the cache
-    # stores those attributes so the log-det methods find them without a second pass.
     _cache = cache_util.BijectorCacheWithGreedyAttrs(
-        forward_name="_augmented_forward", inverse_name="_augmented_inverse"
-    )
+        forward_name="_augmented_forward", inverse_name="_augmented_inverse")
 
-    def __init__(
-        self,
-        event_dim: int,
-        num_conditioning: int,
-        conditioner: Conditioner,
-        log_scale_bound: float = 3.0,
-        context_dim: int = 0,
-        validate_args: bool = False,
-        name: str = "affine_coupling",
-    ) -> None:
-        parameters = dict(locals())
+    params_per_dim: int = 0  # set by each subclass
+
+    def __init__(self, event_dim: int, num_conditioning: int, conditioner: Conditioner,
+                 context_dim: int, parameters: dict, validate_args: bool, name: str) -> None:
         if event_dim < 2:
-            raise ValueError(f"'event_dim' must be >= 2; got {event_dim}.")
+            raise ConfigError(f"'event_dim' must be >= 2; got {event_dim}.")
         if not 1 <= num_conditioning < event_dim:
-            raise ValueError(
-                f"'num_conditioning' must be in [1, {event_dim - 1}]; got {num_conditioning}."
-            )
-        if not log_scale_bound > 0:
-            raise ValueError(f"'log_scale_bound' must be > 0; got {log_scale_bound}.")
+            raise ConfigError(
+                f"'num_conditioning' must be in [1, {event_dim - 1}]; got {num_conditioning}.")
         if context_dim < 0:
-            raise ValueError(f"'context_dim' must be >= 0; got {context_dim}.")
+            raise ConfigError(f"'context_dim' must be >= 0; got {context_dim}.")
         with tf.name_scope(name) as name:
             self._event_dim = int(event_dim)
             self._num_conditioning = int(num_conditioning)
             # Kept as an attribute so tf.Module tracks the network's variables.
             self._conditioner = conditioner
-            self._log_scale_bound = float(log_scale_bound)
             self._context_dim = int(context_dim)
-            super().__init__(
-                forward_min_event_ndims=1,
-                validate_args=validate_args,
-                parameters=parameters,
-                name=name,
-            )
+            super().__init__(forward_min_event_ndims=1, validate_args=validate_args,
+                             parameters=parameters, name=name)
 
     @classmethod
     def _parameter_properties(cls, dtype):
@@ -118,12 +89,12 @@ class AffineCoupling(tfb.Bijector):
         return self._num_conditioning
 
     @property
-    def conditioner(self) -> Conditioner:
-        return self._conditioner
+    def num_transformed(self) -> int:
+        return self._event_dim - self._num_conditioning
 
     @property
-    def log_scale_bound(self) -> float:
-        return self._log_scale_bound
+    def conditioner(self) -> Conditioner:
+        return self._conditioner
 
     @property
     def context_dim(self) -> int:
@@ -134,8 +105,7 @@ class AffineCoupling(tfb.Bijector):
         if width is not None and width != self._event_dim:
             raise ValueError(
                 f"{self.name}: expected events of width {self._event_dim} on the last "
-                f"axis; got shape {x.shape}."
-            )
+                f"axis; got shape {x.shape}.")
         return x[..., : self._num_conditioning], x[..., self._num_conditioning :]
 
     @staticmethod
@@ -149,39 +119,39 @@ class AffineCoupling(tfb.Bijector):
             return x_a
         if context is None:
             raise ValueError(
-                f"{self.name} is conditional: pass context= of shape [..., {self._context_dim}]."
-            )
+                f"{self.name} is conditional: pass context= of shape [..., {self._context_dim}].")
         context = tf.convert_to_tensor(context, dtype=x_a.dtype, name="context")
         if context.shape[-1] is not None and context.shape[-1] != self._context_dim:
             raise ValueError(
                 f"{self.name}: expected context of width {self._context_dim}; "
-                f"got shape {context.shape}."
-            )
+                f"got shape {context.shape}.")
         batch_shape = tf.broadcast_dynamic_shape(tf.shape(x_a)[:-1], tf.shape(context)[:-1])
         x_a = tf.broadcast_to(x_a, tf.concat([batch_shape, [self._num_conditioning]], 0))
         context = tf.broadcast_to(context, tf.concat([batch_shape, [self._context_dim]], 0))
         return tf.concat([x_a, context], axis=-1)
 
-    def _inner_bijector(self, x_a: tf.Tensor, context: tf.Tensor | None) -> tfb.Bijector:
-        """Runs the conditioner once; returns `Shift(shift) o Scale(exp(s))` for x_b."""
+    def _conditioner_output(self, x_a: tf.Tensor, context: tf.Tensor | None) -> tf.Tensor:
+        """Runs the conditioner once: `[..., num_transformed, params_per_dim]`."""
         inputs = self._conditioner_input(x_a, context)
         flat = tf.reshape(inputs, [-1, self._num_conditioning + self._context_dim])
         raw = self._conditioner(flat)
-        num_transformed = self._event_dim - self._num_conditioning
-        raw = tf.reshape(raw, tf.concat([tf.shape(inputs)[:-1], [2 * num_transformed]], 0))
-        shift, raw_log_scale = tf.split(raw, 2, axis=-1)
-        log_scale = soft_clamp(raw_log_scale, self._log_scale_bound)
-        return tfb.Chain([tfb.Shift(shift), tfb.Scale(log_scale=log_scale)])
+        shape = tf.concat([tf.shape(inputs)[:-1], [self.num_transformed, self.params_per_dim]],
+                          0)
+        return tf.reshape(raw, shape)
+
+    def _inner_bijector(self, params: tf.Tensor) -> tfb.Bijector:
+        """The elementwise bijector of `x_b` that `params` describe."""
+        raise NotImplementedError
 
     def _augmented_forward(self, x: tf.Tensor, context: tf.Tensor | None = None):
         x_a, x_b = self._split(x)
-        inner = self._inner_bijector(x_a, context)
+        inner = self._inner_bijector(self._conditioner_output(x_a, context))
         fldj = inner.forward_log_det_jacobian(x_b, event_ndims=1)
         return self._merge(x_a, inner.forward(x_b)), {"fldj": fldj, "ildj": -fldj}
 
     def _augmented_inverse(self, y: tf.Tensor, context: tf.Tensor | None = None):
         y_a, y_b = self._split(y)
-        inner = self._inner_bijector(y_a, context)
+        inner = self._inner_bijector(self._conditioner_output(y_a, context))
         ildj = inner.inverse_log_det_jacobian(y_b, event_ndims=1)
         return self._merge(y_a, inner.inverse(y_b)), {"ildj": ildj, "fldj": -ildj}
 
@@ -198,3 +168,115 @@ class AffineCoupling(tfb.Bijector):
 
     def _inverse_log_det_jacobian(self, y, **kwargs):
         return self._augmented_inverse(y, **kwargs)[1]["ildj"]
+
+
+class AffineCoupling(Coupling):
+    """Affine coupling (RealNVP): `y_b = x_b * exp(s) + t`, `(t, raw) = NN([x_a, context])`.
+
+    With `s = B * tanh(raw / B)` (B the log-scale bound):
+
+    ```none
+    forward:  y_a = x_a;  y_b = x_b * exp(s(x_a)) + t(x_a)
+    inverse:  x_a = y_a;  x_b = (y_b - t(y_a)) * exp(-s(y_a))
+    log-dets: fldj(x) = sum(s(x_a));  ildj(y) = -sum(s(y_a))
+    ```
+    The inner bijector is `Shift(t) o Scale(log_scale=s)`; the conditioner's output holds
+    `(t, raw)` interleaved per transformed coordinate.
+
+    Example (run as a doctest by the test suite):
+
+    >>> import tensorflow as tf
+    >>> from tfp_realnvp.networks import make_conditioner
+    >>> net = make_conditioner(input_dim=1, output_dim=2, hidden_units=32,
+    ...                        num_hidden_layers=2)
+    >>> coupling = AffineCoupling(event_dim=2, num_conditioning=1, conditioner=net)
+    >>> x = tf.random.stateless_normal([8, 2], seed=[1, 2])
+    >>> y = coupling.forward(x)
+    >>> y.shape
+    TensorShape([8, 2])
+    >>> float(tf.reduce_max(tf.abs(y - x)))  # zero-initialised last layer: the identity
+    0.0
+    """
+
+    params_per_dim = 2
+
+    def __init__(self, event_dim: int, num_conditioning: int, conditioner: Conditioner,
+                 log_scale_bound: float = 3.0, context_dim: int = 0,
+                 validate_args: bool = False, name: str = "affine_coupling") -> None:
+        parameters = dict(locals())
+        if not log_scale_bound > 0:
+            raise ConfigError(f"'log_scale_bound' must be > 0; got {log_scale_bound}.")
+        self._log_scale_bound = float(log_scale_bound)
+        super().__init__(event_dim, num_conditioning, conditioner, context_dim, parameters,
+                         validate_args, name)
+
+    @property
+    def log_scale_bound(self) -> float:
+        return self._log_scale_bound
+
+    def _inner_bijector(self, params: tf.Tensor) -> tfb.Bijector:
+        shift, raw_log_scale = tf.unstack(params, axis=-1)
+        log_scale = soft_clamp(raw_log_scale, self._log_scale_bound)
+        return tfb.Chain([tfb.Shift(shift), tfb.Scale(log_scale=log_scale)])
+
+
+class SplineCoupling(Coupling):
+    """Rational-quadratic spline coupling (Durkan et al., 2019) with identity tails.
+
+    Each transformed coordinate goes through a monotonic rational-quadratic spline of
+    `num_bins` bins on `[-bound, bound]` (TFP's `RationalQuadraticSpline`), the identity
+    outside it; its bin widths, heights and interior knot slopes come from the conditioner:
+
+    ```none
+    forward:  y_a = x_a;  y_b = RQS_theta(x_b)       theta = NN([x_a, context])
+    inverse:  x_a = y_a;  x_b = RQS_theta^-1(y_b)
+    log-dets: fldj(x) = sum log RQS_theta'(x_b);  ildj(y) = -fldj(x)
+    ```
+    widths = min_bin + (2 bound - K min_bin) softmax(raw_w) (heights alike), slopes =
+    min_slope + softplus(raw_d + c) with c chosen so that a zero conditioner output gives
+    slope 1: a fresh coupling is the identity. The map moves a point by at most 2 bound and
+    its log-slope is at least log(min_slope), so far from the data the flow's density falls
+    off like its base's: the tails stay honest.
+    """
+
+    def __init__(self, event_dim: int, num_conditioning: int, conditioner: Conditioner,
+                 num_bins: int = 8, bound: float = 4.0, min_bin: float = 1e-3,
+                 min_slope: float = 1e-3, context_dim: int = 0, validate_args: bool = False,
+                 name: str = "spline_coupling") -> None:
+        parameters = dict(locals())
+        if num_bins < 2:
+            raise ConfigError(f"'num_bins' must be >= 2; got {num_bins}.")
+        if not bound > 0:
+            raise ConfigError(f"'bound' must be > 0; got {bound}.")
+        if not 0 < min_bin * num_bins < 2 * bound:
+            raise ConfigError(f"'min_bin' * num_bins must be in (0, 2 bound); got {min_bin}.")
+        if not 0 < min_slope < 1:
+            raise ConfigError(f"'min_slope' must be in (0, 1); got {min_slope}.")
+        self._num_bins = int(num_bins)
+        self._bound = float(bound)
+        self._min_bin = float(min_bin)
+        self._min_slope = float(min_slope)
+        self._slope_offset = math.log(math.expm1(1.0 - min_slope))  # softplus^-1(1 - min)
+        self.params_per_dim = 3 * num_bins - 1
+        super().__init__(event_dim, num_conditioning, conditioner, context_dim, parameters,
+                         validate_args, name)
+
+    @property
+    def num_bins(self) -> int:
+        return self._num_bins
+
+    @property
+    def bound(self) -> float:
+        return self._bound
+
+    def _bins(self, raw: tf.Tensor) -> tf.Tensor:
+        span = 2 * self._bound - self._num_bins * self._min_bin
+        return self._min_bin + span * tf.math.softmax(raw, axis=-1)
+
+    def _inner_bijector(self, params: tf.Tensor) -> tfb.Bijector:
+        raw_widths, raw_heights, raw_slopes = tf.split(
+            params, [self._num_bins, self._num_bins, self._num_bins - 1], axis=-1)
+        slopes = self._min_slope + tf.math.softplus(raw_slopes + self._slope_offset)
+        return tfb.RationalQuadraticSpline(
+            bin_widths=self._bins(raw_widths), bin_heights=self._bins(raw_heights),
+            knot_slopes=slopes, range_min=-self._bound)

@@ -151,12 +151,66 @@ def train_validation_split(
     return data[order[num_validation:]], data[order[:num_validation]]
 
 
-def standardisation_stats(data: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-column mean and standard deviation (a constant column gets scale 1)."""
+def kfold_splits(data: np.ndarray, num_folds: int,
+                 seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffles rows with `seed` into `num_folds` folds; returns, per fold, (the other
+    folds' rows, the fold's rows)."""
+    if len(data) < 2 * num_folds:
+        raise DataError(
+            f"{num_folds} folds need at least {2 * num_folds} rows; got {len(data)}. Use "
+            "fewer ensemble members.")
+    folds = np.array_split(np.random.default_rng(seed).permutation(len(data)), num_folds)
+    return [(data[np.concatenate(folds[:k] + folds[k + 1:])], data[folds[k]])
+            for k in range(num_folds)]
+
+
+CORRELATION_RIDGE = 1e-6
+
+
+def affine_stats(data: np.ndarray, whiten: bool = True) -> dict[str, list]:
+    """The flow's data map fitted on `data`: column means and standard deviations, and the
+    Cholesky factor of the column correlations (None unless `whiten`).
+
+    A constant column gets scale 1 (it cannot be divided by 0). The correlation matrix gets
+    a ridge of 1e-6 on its diagonal, so the factor exists (and float32 solves with it stay
+    accurate) even when columns are collinear or the table has fewer rows than columns.
+    """
     mean = data.mean(axis=0, dtype=np.float64)
     std = data.std(axis=0, dtype=np.float64)
-    std = np.where(std > 1e-12, std, 1.0)
-    return mean.tolist(), std.tolist()
+    std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    stats = {"data_shift": mean.tolist(), "data_scale": std.tolist(), "data_tril": None}
+    if whiten:
+        standardised = (data - mean) / std
+        correlation = standardised.T @ standardised / len(data)
+        correlation += CORRELATION_RIDGE * np.eye(len(mean))
+        stats["data_tril"] = np.linalg.cholesky(correlation).tolist()
+    return stats
+
+
+def grid_steps(data: np.ndarray, mode: str) -> list[float] | None:
+    """Per-column width of the uniform dequantisation noise, from the training rows.
+
+    A column's step is its smallest gap between distinct values. `mode="uniform"` gives
+    every column its step; `"auto"` only the grid-valued ones: every value a whole number
+    of steps from the smallest, and at most half as many distinct values as rows (integer
+    counts, pixel levels, prices in cents). Other columns get 0 (no noise); `"none"` gives
+    None. Training adds `step * (U(0, 1) - 1/2)` to each value, so the flow learns a
+    density over the grid's cells instead of spikes on its points.
+    """
+    if mode == "none":
+        return None
+    steps = []
+    for column in data.T.astype(np.float64):
+        values = np.unique(column)
+        if len(values) < 2:
+            steps.append(0.0)
+            continue
+        step = float(np.diff(values).min())
+        multiples = (values - values[0]) / step
+        on_grid = np.allclose(multiples, np.round(multiples), atol=1e-3)
+        grid_valued = on_grid and len(values) <= len(column) / 2
+        steps.append(step if mode == "uniform" or grid_valued else 0.0)
+    return steps
 
 
 def save_array(array: np.ndarray, path: str | os.PathLike) -> None:

@@ -10,95 +10,109 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_realnvp.config import FlowConfig
-from tfp_realnvp.coupling import AffineCoupling
+from tfp_realnvp.coupling import AffineCoupling, Coupling, SplineCoupling
+from tfp_realnvp.ensemble import FlowEnsemble, members
+from tfp_realnvp.mixing import LUMixing, permutation_indices
 from tfp_realnvp.networks import make_conditioner
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-def permutation_indices(config: FlowConfig, layer: int) -> np.ndarray:
-    """The permutation applied after coupling `layer`: a reversal, or a seeded shuffle.
+def data_bijector(config: FlowConfig) -> tfb.Bijector:
+    """Maps the flow's standardised space to data units: `x = shift + scale * (L u)`.
 
-    A random permutation is redrawn until it moves some coordinate, so two couplings in a
-    row never act on the same half.
+    `L` is the Cholesky factor of the training data's correlation matrix (`data_tril`), so
+    with the couplings at the identity the flow is the full-covariance Gaussian of the
+    training data; without `data_tril` it is the per-column standardisation.
     """
     dim = config.event_dim
-    if config.permutation == "reverse":
-        return np.arange(dim)[::-1].copy()
-    rng = np.random.default_rng([config.permutation_seed, layer])
-    while True:
-        perm = rng.permutation(dim)
-        if np.any(perm != np.arange(dim)):
-            return perm
+    shift = np.zeros(dim) if config.data_shift is None else config.data_shift
+    scale = np.ones(dim) if config.data_scale is None else config.data_scale
+    steps = [tfb.Shift(tf.constant(shift, tf.float32), name="data_shift"),
+             tfb.Scale(tf.constant(scale, tf.float32), name="data_scale")]
+    if config.data_tril is not None:
+        steps.append(tfb.ScaleMatvecTriL(tf.constant(config.data_tril, tf.float32),
+                                         name="data_correlation"))
+    return tfb.Chain(steps, name="data_map")
 
 
-def standardisation_bijector(config: FlowConfig) -> tfb.Bijector:
-    """Maps standardised space to data units: `x = z * data_scale + data_shift`."""
-    shift = np.zeros(config.event_dim) if config.data_shift is None else config.data_shift
-    scale = np.ones(config.event_dim) if config.data_scale is None else config.data_scale
-    return tfb.Chain(
-        [
-            tfb.Shift(tf.constant(shift, tf.float32), name="data_shift"),
-            tfb.Scale(tf.constant(scale, tf.float32), name="data_scale"),
-        ],
-        name="standardise",
-    )
-
-
-def make_coupling(config: FlowConfig, layer: int, validate_args: bool = False) -> AffineCoupling:
-    """Builds coupling number `layer` with a fresh conditioner network."""
+def make_coupling(config: FlowConfig, layer: int, validate_args: bool = False) -> Coupling:
+    """Builds coupling number `layer` (affine or spline) with a fresh conditioner network."""
     num_conditioning = config.event_dim // 2
     num_transformed = config.event_dim - num_conditioning
     name = f"coupling_{layer}"
+    params_per_dim = 2 if config.coupling == "affine" else 3 * config.spline_bins - 1
     network = make_conditioner(
         input_dim=num_conditioning + config.context_dim,
-        output_dim=2 * num_transformed,
+        output_dim=params_per_dim * num_transformed,
         hidden_units=config.hidden_units,
         num_hidden_layers=config.num_hidden_layers,
         activation=config.activation,
         name=f"{name}_net",
     )
-    return AffineCoupling(
-        event_dim=config.event_dim,
-        num_conditioning=num_conditioning,
-        conditioner=network,
-        log_scale_bound=config.log_scale_bound,
-        context_dim=config.context_dim,
-        validate_args=validate_args,
-        name=name,
-    )
+    common = dict(event_dim=config.event_dim, num_conditioning=num_conditioning,
+                  conditioner=network, context_dim=config.context_dim,
+                  validate_args=validate_args, name=name)
+    if config.coupling == "affine":
+        return AffineCoupling(log_scale_bound=config.log_scale_bound, **common)
+    return SplineCoupling(num_bins=config.spline_bins, bound=config.spline_bound, **common)
 
 
-def build_flow(config: FlowConfig, validate_args: bool = False) -> tfd.TransformedDistribution:
+def make_mixing(config: FlowConfig, layer: int, member: int = 0) -> tfb.Bijector:
+    """The step after coupling `layer`: a permutation or a learned LU-factored linear map.
+
+    Random permutations and LU initialisations are seeded by (mixing_seed, member, layer).
+    """
+    seed = (config.mixing_seed * 1000 + member) * 1000 + layer
+    if config.mixing == "lu":
+        return LUMixing(config.event_dim, seed=seed, name=f"lu_mixing_{layer}")
+    indices = permutation_indices(config.mixing, config.event_dim,
+                                  config.mixing_seed * 1000 + member, layer)
+    return tfb.Permute(indices, name=f"permute_{layer}")
+
+
+def build_flow(config: FlowConfig, validate_args: bool = False) -> tfd.Distribution:
     """Returns the flow: standard Normal over D dims pushed through the coupling stack.
 
     ```none
-    x = standardise^-1( coupling_{K-1}( perm_{K-2}( ... perm_0( coupling_0(z) ) ... ) ) )
+    x = data_map( coupling_{K-1}( mix_{K-2}( ... mix_0( coupling_0(z) ) ... ) ) )
     ```
-    so `log_prob(x) = N(z; 0, I) + sum of the couplings' ildj + ildj of the standardiser`.
-    Conditional flows (`context_dim > 0`) take the context through
-    `context_kwargs(flow, context)`.
+    so `log_prob(x) = N(z; 0, I) + the sum of every step's ildj`: a
+    `tfd.TransformedDistribution`. With `ensemble_size = M > 1`, M such flows averaged
+    (`FlowEnsemble`, also a TFP distribution). Conditional flows (`context_dim > 0`) take
+    the context through `context_kwargs(flow, context)`.
+
+    Args:
+      config: the architecture and the data map; `build_flow(FlowConfig.from_json(...))`
+        rebuilds a saved flow exactly (weights come from its checkpoint).
+      validate_args: TFP's runtime argument checks (slower).
     """
+    if config.ensemble_size == 1:
+        return build_member(config, 0, validate_args)
+    return FlowEnsemble([build_member(config, m, validate_args)
+                         for m in range(config.ensemble_size)], validate_args=validate_args)
+
+
+def build_member(config: FlowConfig, member: int,
+                 validate_args: bool = False) -> tfd.TransformedDistribution:
+    """One flow of the stack `config` describes (member `member` of an ensemble)."""
     steps: list[tfb.Bijector] = []
     for layer in range(config.num_couplings):
         steps.append(make_coupling(config, layer, validate_args))
         if layer < config.num_couplings - 1:
-            steps.append(
-                tfb.Permute(permutation_indices(config, layer), name=f"permute_{layer}")
-            )
+            steps.append(make_mixing(config, layer, member))
     # tfb.Chain applies its list right to left: coupling_0 acts first on the latent z.
-    bijector = tfb.Chain(
-        [standardisation_bijector(config), *reversed(steps)],
-        validate_args=validate_args,
-        name="realnvp",
-    )
+    bijector = tfb.Chain([data_bijector(config), *reversed(steps)],
+                         validate_args=validate_args, name="realnvp")
     base = tfd.MultivariateNormalDiag(loc=tf.zeros([config.event_dim]), name="base")
     return tfd.TransformedDistribution(base, bijector, validate_args=validate_args, name="flow")
 
 
-def couplings(flow: tfd.TransformedDistribution) -> Sequence[AffineCoupling]:
-    """The flow's coupling bijectors, in the order the list of its chain holds them."""
-    return [b for b in flow.bijector.bijectors if isinstance(b, AffineCoupling)]
+def couplings(flow: tfd.Distribution) -> Sequence[Coupling]:
+    """The flow's coupling bijectors, in the order the list of its chain holds them (for an
+    ensemble: every member's, member by member)."""
+    return [b for member in members(flow) for b in member.bijector.bijectors
+            if isinstance(b, Coupling)]
 
 
 def bijector_kwargs(flow: tfd.TransformedDistribution,
@@ -115,7 +129,7 @@ def bijector_kwargs(flow: tfd.TransformedDistribution,
     """
     if context is None:
         return {}
-    return {b.name: {"context": context} for b in couplings(flow)}
+    return {b.name: {"context": context} for b in couplings(flow)}  # members share names
 
 
 def context_kwargs(flow: tfd.TransformedDistribution,

@@ -26,6 +26,7 @@ import tensorflow_probability as tfp
 
 from tfp_realnvp import __version__
 from tfp_realnvp.config import FlowConfig
+from tfp_realnvp.ensemble import primary_flow
 from tfp_realnvp.errors import ConfigError, RunExistsError
 from tfp_realnvp.flow import bijector_kwargs, context_kwargs
 from tfp_realnvp.rundir import (
@@ -102,11 +103,11 @@ class FlowServingModule(tf.Module):
         return {"samples": samples}
 
     def _encode(self, x, context=None):
-        return {"z": self.flow.bijector.inverse(self._events(x, "x"),
+        return {"z": primary_flow(self.flow).bijector.inverse(self._events(x, "x"),
                                                 **self._chain_kwargs(context))}
 
     def _decode(self, z, context=None):
-        return {"x": self.flow.bijector.forward(self._events(z, "z"),
+        return {"x": primary_flow(self.flow).bijector.forward(self._events(z, "z"),
                                                 **self._chain_kwargs(context))}
 
 
@@ -169,6 +170,7 @@ def _write_assets(version_dir: Path, name: str, config: FlowConfig,
         "model_name": name,
         "event_dim": config.event_dim,
         "context_dim": config.context_dim,
+        "ensemble_size": config.ensemble_size,
         "signatures": list(SIGNATURES),
         "note": "Serve with TensorFlow Serving built from TensorFlow >= tensorflow_version.",
     }

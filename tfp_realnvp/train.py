@@ -21,6 +21,7 @@ import tf_keras
 
 from tfp_realnvp import data as data_lib
 from tfp_realnvp.config import STRATEGIES, FlowConfig, TrainConfig, settings
+from tfp_realnvp.ensemble import members
 from tfp_realnvp.errors import ConfigError, TrainingDivergedError
 from tfp_realnvp.flow import build_flow
 from tfp_realnvp.rundir import RunConfig, RunDir
@@ -60,53 +61,60 @@ def _negative_log_prob(flow: tfd.TransformedDistribution, x: tf.Tensor) -> tf.Te
 
 
 class _TrainingState(tf.Module):
-    """Variables that make training resumable: epoch, best weights and their score."""
+    """Variables that make training resumable: epoch, and per member its best weights,
+    best validation NLL and the epoch that reached it."""
 
-    def __init__(self, flow: tfd.TransformedDistribution) -> None:
+    def __init__(self, variables: list[tf.Variable], num_members: int) -> None:
         super().__init__(name="training_state")
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch")
-        self.best_validation_nll = tf.Variable(
-            np.inf, dtype=tf.float32, trainable=False, name="best_validation_nll"
-        )
-        self.best_weights = [
-            tf.Variable(v, trainable=False, name=f"best_{i}")
-            for i, v in enumerate(flow.trainable_variables)
-        ]
+        self.best_epoch = tf.Variable(tf.zeros([num_members], tf.int64), trainable=False,
+                                      name="best_epoch")
+        self.best_validation_nll = tf.Variable(tf.fill([num_members], np.inf),
+                                               trainable=False, name="best_validation_nll")
+        self.best_weights = [tf.Variable(v, trainable=False, name=f"best_{i}")
+                             for i, v in enumerate(variables)]
 
 
 class Trainer:
-    """Owns the flow, optimizer, compiled steps and checkpoints of one run."""
+    """Owns the flow (one, or an ensemble's members), optimizer, compiled steps and
+    checkpoints of one run.
+
+    Member m trains on `splits[m][0]` and is early-stopped on `splits[m][1]`; one compiled
+    step updates every member (their losses add, their variables are disjoint).
+    """
 
     def __init__(
         self,
         flow_config: FlowConfig,
         train_config: TrainConfig,
-        num_train: int,
+        splits: list[tuple[np.ndarray, np.ndarray]],
         strategy: tf.distribute.Strategy,
     ) -> None:
         self.flow_config = flow_config
         self.train_config = train_config
         self.strategy = strategy
-        self.global_batch = min(train_config.batch_size, num_train)
-        self.steps_per_epoch = max(1, num_train // self.global_batch)
+        self.splits = splits
+        smallest = min(len(train) for train, _ in splits)
+        self.global_batch = min(train_config.batch_size, smallest)
+        self.steps_per_epoch = max(1, smallest // self.global_batch)
         tf_keras.utils.set_random_seed(train_config.seed)
         with strategy.scope():
             self.flow = build_flow(flow_config)
-            self.variables = list(self.flow.trainable_variables)
+            self.members = members(self.flow)
+            self.member_variables = [list(m.trainable_variables) for m in self.members]
+            self.variables = [v for vs in self.member_variables for v in vs]
             self.optimizer = tf_keras.optimizers.AdamW(
                 self._learning_rate(),
                 weight_decay=train_config.weight_decay,
                 global_clipnorm=train_config.clip_norm,
             )
             self.optimizer.build(self.variables)
-            self.state = _TrainingState(self.flow)
+            self.state = _TrainingState(self.variables, len(self.members))
         self.checkpoint = tf.train.Checkpoint(
-            flow=self.flow, optimizer=self.optimizer, state=self.state
-        )
+            flow=self.flow, optimizer=self.optimizer, state=self.state)
+        self._validation_rows = [tf.constant(validation) for _, validation in splits]
         self._loss_and_grads = tf.function(
-            self._loss_and_grads_fn, jit_compile=train_config.jit_compile
-        )
+            self._loss_and_grads_fn, jit_compile=train_config.jit_compile)
         self.train_epoch = tf.function(self._train_epoch_fn)
         self.validation_nll = tf.function(self._validation_nll_fn)
         self.keep_best = tf.function(self._keep_best_fn)
@@ -117,36 +125,59 @@ class Trainer:
         if config.schedule == "constant":
             return config.learning_rate
         return tf_keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=config.epochs * self.steps_per_epoch, alpha=0.02
-        )
+            config.learning_rate, decay_steps=config.epochs * self.steps_per_epoch, alpha=0.02)
 
-    def _loss_and_grads_fn(self, batch: tf.Tensor):
+    def _dequantize(self, batch: tf.Tensor, member: int) -> tf.Tensor:
+        """Adds `step * (U(0, 1) - 1/2)` per column, seeded by (seed, member, step number):
+        the same noise on a rerun or a resumed run."""
+        steps = self.train_config.dequantize_steps
+        if not steps or not any(steps):
+            return batch
+        seed = tf.stack([tf.constant(self.train_config.seed * 1000 + member, tf.int64),
+                         tf.cast(self.optimizer.iterations, tf.int64)])
+        noise = tf.random.stateless_uniform(tf.shape(batch), seed=seed) - 0.5
+        return batch + noise * tf.constant(steps, tf.float32)
+
+    def _loss_and_grads_fn(self, *batches: tf.Tensor):
         with tf.GradientTape() as tape:
-            nll = _negative_log_prob(self.flow, batch)
-            loss = tf.nn.compute_average_loss(nll, global_batch_size=self.global_batch)
-        return loss, tape.gradient(loss, self.variables)
+            losses = [tf.nn.compute_average_loss(
+                          _negative_log_prob(member, self._dequantize(batch, m)),
+                          global_batch_size=self.global_batch)
+                      for m, (member, batch) in enumerate(zip(self.members, batches,
+                                                              strict=True))]
+            total = tf.add_n(losses)
+        return total / len(self.members), tape.gradient(total, self.variables)
 
-    def _replica_step(self, batch: tf.Tensor) -> tf.Tensor:
-        loss, grads = self._loss_and_grads(batch)
+    def _replica_step(self, *batches: tf.Tensor) -> tf.Tensor:
+        loss, grads = self._loss_and_grads(*batches)
         self.optimizer.apply_gradients(zip(grads, self.variables, strict=True))
         return loss
 
     def _train_epoch_fn(self, iterator) -> tf.Tensor:
-        """Runs one epoch of steps in-graph; returns the mean training NLL."""
+        """Runs one epoch of steps in-graph; returns the mean training NLL (over members)."""
         total = tf.constant(0.0)
         for _ in tf.range(self.steps_per_epoch):
-            losses = self.strategy.run(self._replica_step, args=(next(iterator),))
+            losses = self.strategy.run(self._replica_step, args=next(iterator))
             total += self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
         return total / self.steps_per_epoch
 
-    def _validation_nll_fn(self, x: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_mean(_negative_log_prob(self.flow, x))
+    def _validation_nll_fn(self) -> tf.Tensor:
+        """Each member's mean NLL on its own held-out rows: `[num_members]`."""
+        return tf.stack([tf.reduce_mean(_negative_log_prob(member, rows))
+                         for member, rows in zip(self.members, self._validation_rows,
+                                                 strict=True)])
 
     def _keep_best_fn(self, epoch: tf.Tensor, nll: tf.Tensor) -> None:
-        self.state.best_epoch.assign(epoch)
-        self.state.best_validation_nll.assign(nll)
-        for best, live in zip(self.state.best_weights, self.variables, strict=True):
-            best.assign(live)
+        """Keeps the weights of every member whose validation NLL improved."""
+        improved = nll < self.state.best_validation_nll
+        state = self.state
+        state.best_epoch.assign(tf.where(improved, epoch, state.best_epoch))
+        state.best_validation_nll.assign(tf.where(improved, nll, state.best_validation_nll))
+        best = iter(state.best_weights)
+        for m, variables in enumerate(self.member_variables):
+            for live in variables:
+                kept = next(best)
+                kept.assign(tf.where(improved[m], live, kept))
 
     def _restore_best_fn(self) -> None:
         for best, live in zip(self.state.best_weights, self.variables, strict=True):
@@ -155,16 +186,17 @@ class Trainer:
     def checkpoint_manager(self, run: RunDir) -> tf.train.CheckpointManager:
         return tf.train.CheckpointManager(self.checkpoint, run.checkpoint_dir, max_to_keep=2)
 
-    def dataset_iterator(self, train: np.ndarray, epoch_offset: int):
-        """Shuffled, repeated batches of the training rows, distributed over replicas."""
-        dataset = (
+    def dataset_iterator(self, epoch_offset: int):
+        """Per member: shuffled, repeated batches of its training rows; zipped and
+        distributed over replicas (one element: a tuple of one batch per member)."""
+        seed = self.train_config.seed + epoch_offset
+        datasets = tuple(
             tf.data.Dataset.from_tensor_slices(train)
-            .shuffle(len(train), seed=self.train_config.seed + epoch_offset,
-                     reshuffle_each_iteration=True)
+            .shuffle(len(train), seed=seed * 1000 + m, reshuffle_each_iteration=True)
             .batch(self.global_batch, drop_remainder=True)
             .repeat()
-            .prefetch(tf.data.AUTOTUNE)
-        )
+            for m, (train, _) in enumerate(self.splits))
+        dataset = tf.data.Dataset.zip(datasets).prefetch(tf.data.AUTOTUNE)
         return iter(self.strategy.experimental_distribute_dataset(dataset))
 
 
@@ -198,17 +230,31 @@ def fit(
     """
     data = data_lib.validate_array(data)
     train_config = train_config or TrainConfig()
-    train, validation = data_lib.train_validation_split(
-        data, train_config.validation_fraction, train_config.seed)
-    shift, scale = data_lib.standardisation_stats(train)
-    flow_config = (flow_config or FlowConfig()).replace(
-        event_dim=data.shape[1], data_shift=shift, data_scale=scale)
+    flow_config = flow_config or FlowConfig()
+    splits = _splits(data, flow_config, train_config)
+    fitted_rows = np.concatenate([splits[0][0], splits[0][1]]) if len(splits) > 1 \
+        else splits[0][0]
+    flow_config = flow_config.replace(
+        event_dim=data.shape[1], **data_lib.affine_stats(fitted_rows, flow_config.whiten))
+    train_config = train_config.replace(
+        dequantize_steps=data_lib.grid_steps(fitted_rows, train_config.dequantize))
     run = RunDir(run_dir)
     run.create()
     run.write_config(RunConfig(flow_config, train_config, {
-        **(data_info or {}), "num_train": len(train), "num_validation": len(validation)}))
-    trainer = Trainer(flow_config, train_config, len(train), strategy or make_strategy())
-    return _train(trainer, run, train, validation, on_epoch, history=[])
+        **(data_info or {}), "num_train": len(splits[0][0]),
+        "num_validation": len(splits[0][1])}))
+    trainer = Trainer(flow_config, train_config, splits, strategy or make_strategy())
+    return _train(trainer, run, on_epoch, history=[])
+
+
+def _splits(data: np.ndarray, flow_config: FlowConfig,
+            train_config: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(training rows, validation rows) per member: one hold-out split for a single flow,
+    K folds for an ensemble of K (each member held out on its own fold)."""
+    if flow_config.ensemble_size == 1:
+        return [data_lib.train_validation_split(data, train_config.validation_fraction,
+                                                train_config.seed)]
+    return data_lib.kfold_splits(data, flow_config.ensemble_size, train_config.seed)
 
 
 def resume(
@@ -238,15 +284,14 @@ def resume(
     if train_config != stored.train:
         run.write_config(dataclasses.replace(stored, train=train_config))
     data = data_lib.validate_array(data, expected_width=stored.flow.event_dim)
-    train, validation = data_lib.train_validation_split(
-        data, train_config.validation_fraction, train_config.seed)
-    trainer = Trainer(stored.flow, train_config, len(train), strategy or make_strategy())
+    splits = _splits(data, stored.flow, train_config)
+    trainer = Trainer(stored.flow, train_config, splits, strategy or make_strategy())
     manager = trainer.checkpoint_manager(run)
     history: list[dict[str, Any]] = []
     if manager.latest_checkpoint:
         trainer.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
         history = run.read_metrics().get("history", [])[: int(trainer.state.epoch.numpy())]
-    return _train(trainer, run, train, validation, on_epoch, history)
+    return _train(trainer, run, on_epoch, history)
 
 
 def _resumable_changes(stored: RunConfig, changes: dict[str, Any]) -> dict[str, Any]:
@@ -268,8 +313,6 @@ def _resumable_changes(stored: RunConfig, changes: dict[str, Any]) -> dict[str, 
 def _train(
     trainer: Trainer,
     run: RunDir,
-    train: np.ndarray,
-    validation: np.ndarray,
     on_epoch: Callable[[EpochMetrics], None] | None,
     history: list[dict[str, Any]],
 ) -> FitResult:
@@ -278,29 +321,35 @@ def _train(
     manager = trainer.checkpoint_manager(run)
     state = trainer.state
     start_epoch = int(state.epoch.numpy())
-    iterator = trainer.dataset_iterator(train, start_epoch)
-    validation_x = tf.constant(validation)
+    iterator = trainer.dataset_iterator(start_epoch)
     # Wall time counts only epochs kept in the history: time lost after the last
     # checkpoint of an interrupted run is not counted.
     started = time.perf_counter() - sum(h["seconds"] for h in history)
-    stopped_early = False
+    if start_epoch == 0:
+        # Epoch 0 is the fresh flow: with the whitening data map, the training split's
+        # Gaussian. Training keeps whatever beats it on validation, never worse.
+        trainer.keep_best(tf.constant(0, tf.int64), trainer.validation_nll())
+    stop_reason = "epochs"
     for epoch in range(start_epoch + 1, config.epochs + 1):
         tick = time.perf_counter()
         train_nll = float(trainer.train_epoch(iterator))
-        validation_nll = float(trainer.validation_nll(validation_x))
+        member_nll = trainer.validation_nll()
+        validation_nll = float(tf.reduce_mean(member_nll))
         if not (math.isfinite(train_nll) and math.isfinite(validation_nll)):
             raise TrainingDivergedError(
                 f"Training diverged at epoch {epoch} (train NLL {train_nll}, validation NLL "
                 f"{validation_nll}); lower the learning rate or the log-scale bound.")
-        if validation_nll < float(state.best_validation_nll.numpy()):
-            trainer.keep_best(tf.constant(epoch, tf.int64), tf.constant(validation_nll))
+        trainer.keep_best(tf.constant(epoch, tf.int64), member_nll)
         state.epoch.assign(epoch)
         record = EpochMetrics(epoch, train_nll, validation_nll, time.perf_counter() - tick)
         history.append(dataclasses.asdict(record))
         if on_epoch is not None:
             on_epoch(record)
-        if epoch - int(state.best_epoch.numpy()) >= config.patience:
-            stopped_early = True
+        if epoch - int(state.best_epoch.numpy().max()) >= config.patience:
+            stop_reason = "patience"
+            break
+        if config.time_budget is not None and time.perf_counter() - started > config.time_budget:
+            stop_reason = "time_budget"
             break
         if epoch % config.checkpoint_every == 0:
             manager.save(checkpoint_number=epoch)
@@ -310,7 +359,7 @@ def _train(
     trainer.restore_best()
     run.save_weights(trainer.flow)
     metrics = _metrics(trainer, history, "completed", time.perf_counter() - started,
-                       stopped_early)
+                       stop_reason)
     run.write_metrics(metrics)
     return FitResult(trainer.flow, run.path, metrics)
 
@@ -320,15 +369,25 @@ def _metrics(
     history: list[dict[str, Any]],
     status: str,
     wall_time: float,
-    stopped_early: bool = False,
+    stop_reason: str | None = None,
 ) -> dict[str, Any]:
     state = trainer.state
+    best_epochs = state.best_epoch.numpy().tolist()
+    best_nlls = [_finite_or_none(float(v)) for v in state.best_validation_nll.numpy()]
+    finite = [v for v in best_nlls if v is not None]
     return {
         "status": status,
         "epochs_run": len(history),
-        "best_epoch": int(state.best_epoch.numpy()),
-        "best_validation_nll": _finite_or_none(float(state.best_validation_nll.numpy())),
-        "stopped_early": stopped_early,
+        # One flow: its best epoch and validation NLL. An ensemble: the last member's best
+        # epoch, and the mean over members of each one's best NLL on its own held-out
+        # fold (a K-fold estimate of one member's NLL on fresh rows).
+        "best_epoch": max(best_epochs),
+        "best_validation_nll": float(np.mean(finite)) if len(finite) == len(best_nlls)
+        else None,
+        "members": [{"best_epoch": e, "best_validation_nll": v}
+                    for e, v in zip(best_epochs, best_nlls, strict=True)],
+        "stopped_early": stop_reason in ("patience", "time_budget"),
+        "stop_reason": stop_reason,
         "wall_time_s": wall_time,
         "steps_per_epoch": trainer.steps_per_epoch,
         "batch_size": trainer.global_batch,
