@@ -29,8 +29,8 @@ _EXPORTS = {
     "DataError": "errors",
     "ConfigError": "errors",
 }
-_SUBMODULES = ("cli", "config", "coupling", "data", "errors", "flow", "networks", "plots",
-               "rundir", "sampling", "scoring", "serving", "train")
+_SUBMODULES = ("auto", "bench", "cli", "config", "coupling", "data", "ensemble", "errors", "flow",
+               "mixing", "networks", "plots", "rundir", "sampling", "scoring", "serving", "train")
 
 __all__ = ["AffineCoupling", "ConfigError", "DataError", "FlowConfig", "TfpRealnvpError",
            "TrainConfig", "bijector_kwargs", "build_flow", "context_kwargs", "couplings",

@@ -21,6 +21,8 @@ import click
 
 import tfp_realnvp
 from tfp_realnvp.config import (
+    QUALITY_METHODS,
+    QUALITY_TABLES,
     STRATEGIES,
     TOY_DATASET_NAMES,
     FlowConfig,
@@ -133,7 +135,11 @@ def cli() -> None:
 def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume: bool,
         dataset: str, num_points: int, noise: float, seed: int, strategy: str, quiet: bool,
         export_base: Path | None, **options: Any) -> None:
-    """Train a flow. With no arguments: two moons (3000 points, noise 0.05)."""
+    """Train a flow. With no arguments: two moons (3000 points, noise 0.05).
+
+    Settings not given are chosen from the table's shape (see `tfp_realnvp.auto`) and
+    recorded in the run's config.json; every option given wins.
+    """
     if resume and run_dir is None:
         raise click.UsageError("--resume needs --out RUN_DIR naming the run to continue.")
     with reported_errors():
@@ -151,13 +157,14 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
                 data = tfp_realnvp.data.make_toy(dataset, num_points, noise, seed)
                 data_info = {"source": dataset, "num_points": num_points, "noise": noise,
                              "seed": seed}
-            flow_config = FlowConfig(mixing_seed=seed, **_fields_of(FlowConfig, options))
-            train_config = TrainConfig(seed=seed, **_fields_of(TrainConfig, options))
+            given = {k: v for k, v in options.items() if v is not None}
             run_dir = run_dir or _default_run_dir(Path(data_info["source"]).stem)
-            with _progress(train_config.epochs, quiet) as on_epoch:
-                result = tfp_realnvp.fit(data, run_dir, flow_config, train_config, data_info,
+            epochs = given.get("epochs") or tfp_realnvp.auto.choose(*data.shape).train.epochs
+            with _progress(epochs, quiet) as on_epoch:
+                result = tfp_realnvp.fit(data, run_dir, data_info=data_info,
                                          strategy=tfp_realnvp.train.make_strategy(strategy),
-                                         on_epoch=on_epoch)
+                                         on_epoch=on_epoch,
+                                         settings={**given, "seed": seed, "mixing_seed": seed})
         metrics = _score_toy_run(result)
     _report_fit(result.run_dir, metrics)
     if export_base is not None:
@@ -292,3 +299,51 @@ def evaluate(model_dir: Path, data_file: Path, per_row_file: Path | None,
         click.echo(f"NLL {summary['nll']:.4f} nats, {summary['bits_per_dim']:.4f} bits/dim "
                    f"over {summary['n']} rows (median {summary['median']:.4f}, p99 "
                    f"{summary['p99']:.4f}, max {summary['max']:.4f})")
+
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks that print figures measured side by side in one run."""
+
+
+def _name_list(allowed: tuple[str, ...]) -> Callable[[click.Context, click.Parameter, str],
+                                                     tuple[str, ...]]:
+    def parse(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+        names = tuple(v.strip() for v in value.split(",") if v.strip())
+        unknown = [n for n in names if n not in allowed]
+        if unknown or not names:
+            raise click.BadParameter(f"{unknown or value!r}: choose from {', '.join(allowed)}.")
+        return names
+
+    return parse
+
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected integers separated by commas.") from None
+
+
+@bench.command("quality")
+@click.option("--tables", default=",".join(QUALITY_TABLES), show_default=True,
+              callback=_name_list(QUALITY_TABLES), help="Comma-separated tables.")
+@click.option("--methods", default=",".join(QUALITY_METHODS), show_default=True,
+              callback=_name_list(QUALITY_METHODS), help="Comma-separated methods.")
+@click.option("--seeds", default="0", show_default=True, callback=_int_list,
+              help="Comma-separated seeds (each: its own split and training seed).")
+@click.option("--max-epochs", type=click.IntRange(min=1),
+              help="Cap the epochs of the flow and the MAF (a quick run).")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
+def bench_quality(tables: tuple[str, ...], methods: tuple[str, ...], seeds: tuple[int, ...],
+                  max_epochs: int | None, as_json: bool) -> None:
+    """Held-out NLL of the default fit against Gaussian, GMM, KDE and TFP's MAF."""
+    quality = tfp_realnvp.bench.quality
+
+    def progress(record: dict[str, Any]) -> None:
+        click.echo(f"{record['table']} seed {record['seed']} {record['method']}: "
+                   f"{record['nll']:.3f} nats ({record['seconds']:.1f} s)", err=True)
+
+    with reported_errors():
+        records = quality.run_quality(tables, methods, seeds, max_epochs, on_result=progress)
+    click.echo(json.dumps(records, indent=2) if as_json else quality.format_table(records))

@@ -21,6 +21,9 @@ SCHEDULES = ("cosine", "constant")
 DEQUANTIZE = ("none", "uniform", "auto")
 STRATEGIES = ("default", "mirrored")
 TOY_DATASET_NAMES = ("moons", "circles", "blobs", "swissroll")
+QUALITY_TABLES = ("moons", "circles", "swissroll", "iris", "wine", "diabetes", "breast_cancer",
+                  "digits")
+QUALITY_METHODS = ("gaussian", "gmm", "kde", "maf", "flow")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import samplers
 
+tfb = tfp.bijectors
 tfd = tfp.distributions
 
 
@@ -94,3 +96,57 @@ def primary_flow(flow: tfd.Distribution) -> tfd.Distribution:
     an ensemble use its first member.
     """
     return members(flow)[0]
+
+
+class FoldAffine(tfb.Bijector):
+    """An ensemble member's own Gaussian, inside the ensemble's shared data map.
+
+    ```none
+    forward:  y = shift + L x        (L lower-triangular, positive diagonal)
+    inverse:  x = L^-1 (y - shift)
+    log-dets: fldj = sum(log diag L);  ildj = -fldj
+    ```
+    The shared data map of an ensemble is fitted on all its rows; member m is trained on
+    all but fold m and early-stopped on fold m, so its starting Gaussian must not have seen
+    fold m. `shift` and `L` are the mean and Cholesky factor of member m's training rows in
+    the shared standardised space (`set_from_rows`). They are non-trainable variables:
+    checkpoints and SavedModels carry them, the optimiser leaves them alone.
+    """
+
+    def __init__(self, dim: int, validate_args: bool = False,
+                 name: str = "fold_affine") -> None:
+        parameters = dict(locals())
+        with tf.name_scope(name) as name:
+            self.shift = tf.Variable(tf.zeros([dim]), trainable=False, name="shift")
+            self.scale_tril = tf.Variable(tf.eye(dim), trainable=False, name="scale_tril")
+            super().__init__(forward_min_event_ndims=1, validate_args=validate_args,
+                             parameters=parameters, name=name)
+
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return {}
+
+    def set_from_rows(self, rows: np.ndarray, ridge: float = 1e-6) -> None:
+        """Sets `shift, L` to the mean and covariance Cholesky factor of `rows`."""
+        rows = np.asarray(rows, np.float64)
+        mean = rows.mean(axis=0)
+        centred = rows - mean
+        covariance = centred.T @ centred / len(rows) + ridge * np.eye(rows.shape[1])
+        self.shift.assign(mean.astype(np.float32))
+        self.scale_tril.assign(np.linalg.cholesky(covariance).astype(np.float32))
+
+    def _affine(self) -> tfb.Bijector:
+        return tfb.Chain([tfb.Shift(self.shift), tfb.ScaleMatvecTriL(self.scale_tril)])
+
+    def _forward(self, x):
+        return self._affine().forward(x)
+
+    def _inverse(self, y):
+        return self._affine().inverse(y)
+
+    def _forward_log_det_jacobian(self, x):
+        log_det = tf.reduce_sum(tf.math.log(tf.linalg.diag_part(self.scale_tril)))
+        return log_det + tf.zeros_like(x[..., 0])
+
+    def _inverse_log_det_jacobian(self, y):
+        return -self._forward_log_det_jacobian(y)

@@ -11,7 +11,7 @@ import tensorflow_probability as tfp
 
 from tfp_realnvp.config import FlowConfig
 from tfp_realnvp.coupling import AffineCoupling, Coupling, SplineCoupling
-from tfp_realnvp.ensemble import FlowEnsemble, members
+from tfp_realnvp.ensemble import FlowEnsemble, FoldAffine, members
 from tfp_realnvp.mixing import LUMixing, permutation_indices
 from tfp_realnvp.networks import make_conditioner
 
@@ -95,12 +95,18 @@ def build_flow(config: FlowConfig, validate_args: bool = False) -> tfd.Distribut
 
 def build_member(config: FlowConfig, member: int,
                  validate_args: bool = False) -> tfd.TransformedDistribution:
-    """One flow of the stack `config` describes (member `member` of an ensemble)."""
+    """One flow of the stack `config` describes (member `member` of an ensemble).
+
+    An ensemble's members sit inside the shared data map behind their own `FoldAffine`
+    (the Gaussian of the rows that member trains on; set by `fit`).
+    """
     steps: list[tfb.Bijector] = []
     for layer in range(config.num_couplings):
         steps.append(make_coupling(config, layer, validate_args))
         if layer < config.num_couplings - 1:
             steps.append(make_mixing(config, layer, member))
+    if config.ensemble_size > 1:
+        steps.append(FoldAffine(config.event_dim, name=f"fold_affine_{member}"))
     # tfb.Chain applies its list right to left: coupling_0 acts first on the latent z.
     bijector = tfb.Chain([data_bijector(config), *reversed(steps)],
                          validate_args=validate_args, name="realnvp")

@@ -90,19 +90,22 @@ def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """What config.json holds: the flow, the training settings, where the data came from."""
+    """What config.json holds: the flow, the training settings, where the data came from,
+    and which settings `auto.choose` picked (with its reasons)."""
 
     flow: FlowConfig
     train: TrainConfig
     data: dict[str, Any]
+    auto: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"flow": self.flow.to_dict(), "train": self.train.to_dict(), "data": self.data}
+        return {"flow": self.flow.to_dict(), "train": self.train.to_dict(), "data": self.data,
+                "auto": self.auto}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
         return cls(FlowConfig.from_dict(values["flow"]), TrainConfig.from_dict(values["train"]),
-                   values.get("data", {}))
+                   values.get("data", {}), values.get("auto", {}))
 
 
 @dataclasses.dataclass(frozen=True)

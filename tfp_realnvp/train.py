@@ -19,9 +19,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
+from tfp_realnvp import auto
 from tfp_realnvp import data as data_lib
 from tfp_realnvp.config import STRATEGIES, FlowConfig, TrainConfig, settings
-from tfp_realnvp.ensemble import members
+from tfp_realnvp.ensemble import FoldAffine, members
 from tfp_realnvp.errors import ConfigError, TrainingDivergedError
 from tfp_realnvp.flow import build_flow
 from tfp_realnvp.rundir import RunConfig, RunDir
@@ -71,6 +72,8 @@ class _TrainingState(tf.Module):
                                       name="best_epoch")
         self.best_validation_nll = tf.Variable(tf.fill([num_members], np.inf),
                                                trainable=False, name="best_validation_nll")
+        self.initial_validation_nll = tf.Variable(tf.fill([num_members], np.inf),
+                                                  trainable=False, name="initial_validation_nll")
         self.best_weights = [tf.Variable(v, trainable=False, name=f"best_{i}")
                              for i, v in enumerate(variables)]
 
@@ -119,6 +122,15 @@ class Trainer:
         self.validation_nll = tf.function(self._validation_nll_fn)
         self.keep_best = tf.function(self._keep_best_fn)
         self.restore_best = tf.function(self._restore_best_fn)
+
+    def set_fold_maps(self) -> None:
+        """Starts each ensemble member at the Gaussian of its own training rows (in the
+        shared data map's standardised space), so epoch 0 has not seen its held-out fold."""
+        for member, (train, _) in zip(self.members, self.splits, strict=True):
+            fold_maps = [b for b in member.bijector.bijectors if isinstance(b, FoldAffine)]
+            if fold_maps:
+                shared = member.bijector.bijectors[0]  # the data map, outermost in the chain
+                fold_maps[0].set_from_rows(shared.inverse(train).numpy())
 
     def _learning_rate(self):
         config = self.train_config
@@ -212,25 +224,37 @@ def fit(
     data_info: dict[str, Any] | None = None,
     strategy: tf.distribute.Strategy | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> FitResult:
     """Trains a new flow on the rows of `data` and leaves a complete run directory.
 
-    The flow config's `event_dim` and standardisation statistics are set from the training
-    split. Training stops after `epochs` or when the validation NLL has not improved for
-    `patience` epochs; the best weights are kept in `run_dir/model`.
+    The flow config's `event_dim` and data map (the training rows' Gaussian) are set from
+    the data. Training stops after `epochs`, after `time_budget` seconds, or when the
+    validation NLL has not improved for `patience` epochs; the best weights are kept in
+    `run_dir/model`. A config left out is chosen from the table's shape by `auto.choose`
+    (recorded in config.json with its reasons).
 
     Args:
       data: `[N, D]` rows (validated here: finite, at least 2 columns).
       run_dir: a new or empty folder for the run (RunExistsError otherwise).
-      flow_config: the architecture (defaults: `FlowConfig()`); data fields are filled in.
-      train_config: the optimisation settings (defaults: `TrainConfig()`).
+      flow_config: the architecture (default: `auto.choose`); data fields are filled in.
+      train_config: the optimisation settings (default: `auto.choose`).
       data_info: where the data came from, recorded in config.json (used by resume).
       strategy: a `tf.distribute` strategy (default: the current one).
       on_epoch: called after every epoch with its `EpochMetrics`.
+      settings: `FlowConfig`/`TrainConfig` field values that override the configs (given
+        or chosen), e.g. the options a user typed.
     """
     data = data_lib.validate_array(data)
-    train_config = train_config or TrainConfig()
-    flow_config = flow_config or FlowConfig()
+    chosen = auto.choose(*data.shape)
+    settings = dict(settings or {})
+    auto_record = {"rows": data.shape[0], "dim": data.shape[1],
+                   "chosen": [name for name, config in (("flow", flow_config),
+                                                        ("train", train_config))
+                              if config is None],
+                   "given": sorted(settings), "reasons": chosen.reasons}
+    flow_config, train_config = _apply_settings(flow_config or chosen.flow,
+                                                 train_config or chosen.train, settings)
     splits = _splits(data, flow_config, train_config)
     fitted_rows = np.concatenate([splits[0][0], splits[0][1]]) if len(splits) > 1 \
         else splits[0][0]
@@ -242,9 +266,23 @@ def fit(
     run.create()
     run.write_config(RunConfig(flow_config, train_config, {
         **(data_info or {}), "num_train": len(splits[0][0]),
-        "num_validation": len(splits[0][1])}))
+        "num_validation": len(splits[0][1])}, auto_record))
     trainer = Trainer(flow_config, train_config, splits, strategy or make_strategy())
+    trainer.set_fold_maps()
     return _train(trainer, run, on_epoch, history=[])
+
+
+def _apply_settings(flow_config: FlowConfig, train_config: TrainConfig,
+                    settings: dict[str, Any]) -> tuple[FlowConfig, TrainConfig]:
+    """The configs with `settings` (field name -> value) applied; ConfigError for a name
+    that is a field of neither."""
+    flow_names = {f.name for f in dataclasses.fields(FlowConfig)}
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(settings) - flow_names - train_names)
+    if unknown:
+        raise ConfigError(f"Unknown settings {unknown}; known: {sorted(flow_names | train_names)}.")
+    return (flow_config.replace(**{k: v for k, v in settings.items() if k in flow_names}),
+            train_config.replace(**{k: v for k, v in settings.items() if k in train_names}))
 
 
 def _splits(data: np.ndarray, flow_config: FlowConfig,
@@ -328,7 +366,9 @@ def _train(
     if start_epoch == 0:
         # Epoch 0 is the fresh flow: with the whitening data map, the training split's
         # Gaussian. Training keeps whatever beats it on validation, never worse.
-        trainer.keep_best(tf.constant(0, tf.int64), trainer.validation_nll())
+        initial = trainer.validation_nll()
+        state.initial_validation_nll.assign(initial)
+        trainer.keep_best(tf.constant(0, tf.int64), initial)
     stop_reason = "epochs"
     for epoch in range(start_epoch + 1, config.epochs + 1):
         tick = time.perf_counter()
@@ -386,6 +426,9 @@ def _metrics(
         else None,
         "members": [{"best_epoch": e, "best_validation_nll": v}
                     for e, v in zip(best_epochs, best_nlls, strict=True)],
+        # Epoch 0: the fresh flow, i.e. the Gaussian of the training rows.
+        "initial_validation_nll": _finite_or_none(
+            float(np.mean(state.initial_validation_nll.numpy()))),
         "stopped_early": stop_reason in ("patience", "time_budget"),
         "stop_reason": stop_reason,
         "wall_time_s": wall_time,

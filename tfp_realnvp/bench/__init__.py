@@ -1,2 +1,20 @@
 """Benchmarks anyone can rerun: `quality` (held-out NLL against the baselines a data
-scientist reaches for first) and `speed` (training and serving throughput)."""
+scientist reaches for first) and `speed` (training and serving throughput).
+
+The submodules are imported on first use, like the package's own names.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+_SUBMODULES = ("maf", "quality", "speed")
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name not in _SUBMODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.{name}")
+    globals()[name] = module
+    return module

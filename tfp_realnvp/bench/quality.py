@@ -29,13 +29,12 @@ from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import KernelDensity
 
 from tfp_realnvp import data as data_lib
+from tfp_realnvp.config import QUALITY_METHODS as METHODS
+from tfp_realnvp.config import QUALITY_TABLES as TABLES
 from tfp_realnvp.config import TrainConfig
 from tfp_realnvp.errors import ConfigError
 
 TOY_TABLES = ("moons", "circles", "swissroll")
-SKLEARN_TABLES = ("iris", "wine", "diabetes", "breast_cancer", "digits")
-TABLES = TOY_TABLES + SKLEARN_TABLES
-METHODS = ("gaussian", "gmm", "kde", "maf", "flow")
 TOY_TRAIN, TOY_TEST = 3000, 20000
 GMM_COMPONENTS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 KDE_BANDWIDTHS = np.geomspace(0.02, 2.0, 25)
@@ -74,21 +73,31 @@ def _validation_split(train: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndar
 
 
 def gaussian_nll(train: np.ndarray, test: np.ndarray, seed: int, **_: Any):
-    model = GaussianMixture(1, covariance_type="full", random_state=seed).fit(train)
-    return -model.score_samples(test), "full covariance"
+    model = GaussianMixture(1, covariance_type="full", random_state=seed).fit(
+        train.astype(np.float64))
+    return -model.score_samples(test.astype(np.float64)), "full covariance"
+
+
+def _gmm_score(rows: np.ndarray, points: np.ndarray, components: int, seed: int) -> float:
+    """Mean log-likelihood of `points` under a GMM fitted on `rows`; -inf if it collapses."""
+    try:
+        return GaussianMixture(components, random_state=seed).fit(rows).score(points)
+    except ValueError:  # a component collapsed onto too few rows
+        return -np.inf
 
 
 def gmm_nll(train: np.ndarray, test: np.ndarray, seed: int, **_: Any):
+    train, test = train.astype(np.float64), test.astype(np.float64)
     fit_rows, validation = _validation_split(train, seed)
     candidates = [k for k in GMM_COMPONENTS if k <= len(fit_rows) // 4] or [1]
-    scores = {k: GaussianMixture(k, random_state=seed).fit(fit_rows).score(validation)
-              for k in candidates}
+    scores = {k: _gmm_score(fit_rows, validation, k, seed) for k in candidates}
     best = max(scores, key=scores.get)
     model = GaussianMixture(best, random_state=seed).fit(train)
     return -model.score_samples(test), f"{best} components"
 
 
 def kde_nll(train: np.ndarray, test: np.ndarray, seed: int, **_: Any):
+    train, test = train.astype(np.float64), test.astype(np.float64)
     fit_rows, validation = _validation_split(train, seed)
 
     def score(rows, points, bandwidth):
