@@ -14,6 +14,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfp_realnvp import FlowConfig, bijector_kwargs, build_flow, context_kwargs  # noqa: E402
+from tfp_realnvp.ensemble import FoldAffine, stacked_flow  # noqa: E402
 
 # Must happen before TensorFlow initialises its devices: the MirroredStrategy tests need
 # two replicas, and a CI machine has one physical CPU device.
@@ -25,23 +26,20 @@ tf.config.set_logical_device_configuration(
 FLOW_SUITE = {
     "reverse-2d": FlowConfig(event_dim=2, num_couplings=2, hidden_units=8,
                              num_hidden_layers=1),
-    "reverse-3d-tanh": FlowConfig(event_dim=3, num_couplings=4, hidden_units=16,
-                                  num_hidden_layers=2, activation="tanh"),
-    "random-5d": FlowConfig(event_dim=5, num_couplings=4, hidden_units=16, num_hidden_layers=2,
-                            mixing="random", mixing_seed=3),
-    "spline-2d": FlowConfig(event_dim=2, num_couplings=3, hidden_units=8, coupling="spline",
-                            spline_bins=5, spline_bound=3.0),
-    "spline-lu-4d": FlowConfig(event_dim=4, num_couplings=3, hidden_units=8, coupling="spline",
-                               mixing="lu", mixing_seed=2),
-    "lu-5d": FlowConfig(event_dim=5, num_couplings=3, hidden_units=8, mixing="lu"),
-    "spline-conditional-3d": FlowConfig(event_dim=3, num_couplings=2, hidden_units=8,
-                                        coupling="spline", context_dim=2),
-    "ensemble-2d": FlowConfig(event_dim=2, num_couplings=2, hidden_units=8, ensemble_size=3,
-                              mixing="lu"),
-    "ensemble-conditional-3d": FlowConfig(event_dim=3, num_couplings=2, hidden_units=8,
-                                          ensemble_size=2, context_dim=2),
+    "random-5d-tanh": FlowConfig(event_dim=5, num_couplings=4, hidden_units=16,
+                                 num_hidden_layers=2, activation="tanh", mixing="random",
+                                 mixing_seed=3),
     "conditional-3d": FlowConfig(event_dim=3, num_couplings=3, hidden_units=8,
                                  num_hidden_layers=1, log_scale_bound=0.5, context_dim=2),
+    "lu-5d": FlowConfig(event_dim=5, num_couplings=3, hidden_units=8, mixing="lu"),
+    "spline-2d": FlowConfig(event_dim=2, num_couplings=3, hidden_units=8, coupling="spline",
+                            spline_bins=5, spline_bound=3.0),
+    "spline-lu-conditional-4d": FlowConfig(event_dim=4, num_couplings=2, hidden_units=8,
+                                           coupling="spline", mixing="lu", context_dim=2),
+    "ensemble-spline-lu-3d": FlowConfig(event_dim=3, num_couplings=2, hidden_units=8,
+                                        coupling="spline", mixing="lu", ensemble_size=3),
+    "ensemble-conditional-2d": FlowConfig(event_dim=2, num_couplings=2, hidden_units=8,
+                                          ensemble_size=2, context_dim=2),
 }
 
 
@@ -68,6 +66,13 @@ def suite_flow(name: str, seed: int = 0):
     config = suite_config(name)
     flow = build_flow(config)
     randomise_weights(flow, seed=seed, scale=0.4)
+    rng = np.random.default_rng(seed)
+    for step in stacked_flow(flow).bijector.bijectors:
+        if isinstance(step, FoldAffine):  # each member's own Gaussian: not the identity
+            for member in range(config.ensemble_size):
+                mixing = rng.normal(size=(config.event_dim, config.event_dim))
+                rows = rng.normal(size=(50, config.event_dim)) @ mixing + 0.3 * member
+                step.set_from_rows(member, rows)
     return config, flow
 
 

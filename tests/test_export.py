@@ -273,6 +273,7 @@ def test_cli_export_and_fit_export(trained, tmp_path):
 
     fitted = runner.invoke(main, ["fit", "--out", str(tmp_path / "run2"), "--num-points", "200",
                                   "--epochs", "2", "--num-couplings", "2", "--hidden-units",
-                                  "8", "--quiet", "--export", str(base)])
+                                  "8", "--ensemble-size", "1", "--no-jit-compile", "--quiet",
+                                  "--export", str(base)])
     assert fitted.exit_code == 0, fitted.output
     assert (base / "realnvp" / "1" / "saved_model.pb").is_file()

@@ -66,7 +66,7 @@ def test_training_keeps_epoch_zero_unless_it_is_beaten(tmp_path, ensemble_size):
 def test_far_points_get_a_finite_density_that_falls_off_like_the_gaussians(tmp_path):
     data = data_lib.make_toy("moons", 1000, seed=4)
     result = tfp_realnvp.fit(data, tmp_path / "run", settings={
-        "epochs": 30, "time_budget": 60, "ensemble_size": 1})
+        "epochs": 30, "time_budget": 60, "ensemble_size": 1, "jit_compile": False})
     gaussian = gaussian_of(data)
     std = data.std(0)
     angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
@@ -94,10 +94,11 @@ def test_grid_steps_find_integer_and_rounded_columns():
 def test_dequantised_training_learns_cells_not_spikes(tmp_path):
     rng = np.random.default_rng(1)
     table = np.stack([rng.integers(0, 6, 600), rng.integers(0, 4, 600)], 1).astype(np.float32)
-    settings = {"epochs": 40, "ensemble_size": 1, "time_budget": 60}
-    spiky = tfp_realnvp.fit(table, tmp_path / "raw", settings={**settings})
-    cells = tfp_realnvp.fit(table, tmp_path / "deq", settings={**settings,
-                                                              "dequantize": "auto"})
+    flow = FlowConfig(coupling="spline", num_couplings=4, hidden_units=32, num_hidden_layers=2,
+                      activation="tanh")
+    train = TrainConfig(epochs=40, learning_rate=5e-3, patience=40)
+    spiky = tfp_realnvp.fit(table, tmp_path / "raw", flow, train)
+    cells = tfp_realnvp.fit(table, tmp_path / "deq", flow, train.replace(dequantize="auto"))
     recorded = tfp_realnvp.rundir.RunDir(tmp_path / "deq").read_config().train
     assert recorded.dequantize_steps == (1.0, 1.0)
     # 24 equally likely grid values: a density over their unit cells is 1/24 per unit area,
@@ -126,13 +127,15 @@ def test_auto_choice_is_recorded_and_explicit_settings_win(tmp_path):
     assert result.metrics["epochs_run"] <= 3
 
 
-@pytest.mark.parametrize("rows, dim", [(150, 4), (3000, 2), (20000, 10), (1_000_000, 10)])
-def test_auto_sizes_from_the_table_shape(rows, dim):
+@pytest.mark.parametrize("rows, dim, members, coupling", [
+    (150, 4, 20, "affine"), (3000, 2, 3, "spline"), (20000, 10, 10, "affine"),
+    (100000, 10, 5, "affine"), (1_000_000, 10, 1, "affine")])
+def test_auto_sizes_from_the_table_shape(rows, dim, members, coupling):
     choice = tfp_realnvp.auto.choose(rows, dim)
-    assert choice.train.time_budget > 0
-    assert choice.flow.hidden_units >= 2 * dim or choice.flow.hidden_units >= 32
-    assert (choice.flow.ensemble_size > 1) == (rows <= 50000 and dim > 2)
-    assert set(choice.reasons) >= {"ensemble_size", "hidden_units", "time_budget"}
+    assert choice.flow.ensemble_size == members and choice.flow.coupling == coupling
+    assert 0 < choice.train.time_budget <= tfp_realnvp.auto.DEFAULT_TIME_BUDGET
+    assert tfp_realnvp.auto.choose(rows, dim, time_budget=7).train.time_budget == 7
+    assert {"coupling", "time_budget"} <= set(choice.reasons)
 
 
 def test_evaluate_reports_quantiles_and_writes_per_row_scores(tmp_path):

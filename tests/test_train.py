@@ -138,11 +138,13 @@ def test_train_config_is_checked():
         train_lib.TrainConfig(validation_fraction=1.5)
 
 
-def test_jit_compiled_step_trains_like_the_plain_one(tmp_path):
+@pytest.mark.parametrize("config", [SMALL_FLOW, FlowConfig(
+    coupling="spline", num_couplings=2, hidden_units=16, num_hidden_layers=2,
+    activation="tanh")], ids=["affine", "spline"])
+def test_jit_compiled_step_trains_like_the_plain_one(tmp_path, config):
     data = make_toy("moons", 300, seed=6)
-    plain = train_lib.fit(data, tmp_path / "plain", SMALL_FLOW, small_train(epochs=3))
-    jit = train_lib.fit(data, tmp_path / "jit", SMALL_FLOW, small_train(epochs=3,
-                                                                         jit_compile=True))
+    plain = train_lib.fit(data, tmp_path / "plain", config, small_train(epochs=3))
+    jit = train_lib.fit(data, tmp_path / "jit", config, small_train(epochs=3, jit_compile=True))
     first = [h["validation_nll"] for h in plain.metrics["history"]]
     second = [h["validation_nll"] for h in jit.metrics["history"]]
     np.testing.assert_allclose(second, first, atol=5e-3)

@@ -48,8 +48,11 @@ class Coupling(tfb.Bijector):
 
     The conditioner maps `[N, num_conditioning + context_dim]` to
     `[N, (event_dim - num_conditioning) * params_per_dim]`; any batch shape is flattened to
-    `N` around the call. With `context_dim > 0` every method takes `context=` (shape
-    `[..., context_dim]`, broadcast against the batch); in a `tfb.Chain`, pass it by the
+    `N` around the call. With `num_members = M > 1` the coupling is M couplings stacked (an
+    ensemble's members): events are `[..., M, event_dim]`, member m's slice goes through
+    member m's network, and the conditioner maps `[N, M, in]` to `[N, M, out]`. With
+    `context_dim > 0` every method takes `context=` (shape `[..., context_dim]`, broadcast
+    against the batch, the same for every member); in a `tfb.Chain`, pass it by the
     coupling's name (`tfp_realnvp.bijector_kwargs` builds that dict).
     """
 
@@ -59,7 +62,8 @@ class Coupling(tfb.Bijector):
     params_per_dim: int = 0  # set by each subclass
 
     def __init__(self, event_dim: int, num_conditioning: int, conditioner: Conditioner,
-                 context_dim: int, parameters: dict, validate_args: bool, name: str) -> None:
+                 context_dim: int, num_members: int, parameters: dict, validate_args: bool,
+                 name: str) -> None:
         if event_dim < 2:
             raise ConfigError(f"'event_dim' must be >= 2; got {event_dim}.")
         if not 1 <= num_conditioning < event_dim:
@@ -67,7 +71,10 @@ class Coupling(tfb.Bijector):
                 f"'num_conditioning' must be in [1, {event_dim - 1}]; got {num_conditioning}.")
         if context_dim < 0:
             raise ConfigError(f"'context_dim' must be >= 0; got {context_dim}.")
+        if num_members < 1:
+            raise ConfigError(f"'num_members' must be >= 1; got {num_members}.")
         with tf.name_scope(name) as name:
+            self._num_members = int(num_members)
             self._event_dim = int(event_dim)
             self._num_conditioning = int(num_conditioning)
             # Kept as an attribute so tf.Module tracks the network's variables.
@@ -125,6 +132,8 @@ class Coupling(tfb.Bijector):
             raise ValueError(
                 f"{self.name}: expected context of width {self._context_dim}; "
                 f"got shape {context.shape}.")
+        if self._num_members > 1:
+            context = context[..., tf.newaxis, :]  # the same context for every member
         batch_shape = tf.broadcast_dynamic_shape(tf.shape(x_a)[:-1], tf.shape(context)[:-1])
         x_a = tf.broadcast_to(x_a, tf.concat([batch_shape, [self._num_conditioning]], 0))
         context = tf.broadcast_to(context, tf.concat([batch_shape, [self._context_dim]], 0))
@@ -133,7 +142,9 @@ class Coupling(tfb.Bijector):
     def _conditioner_output(self, x_a: tf.Tensor, context: tf.Tensor | None) -> tf.Tensor:
         """Runs the conditioner once: `[..., num_transformed, params_per_dim]`."""
         inputs = self._conditioner_input(x_a, context)
-        flat = tf.reshape(inputs, [-1, self._num_conditioning + self._context_dim])
+        width = self._num_conditioning + self._context_dim
+        flat = tf.reshape(inputs, [-1, width] if self._num_members == 1 else
+                          [-1, self._num_members, width])
         raw = self._conditioner(flat)
         shape = tf.concat([tf.shape(inputs)[:-1], [self.num_transformed, self.params_per_dim]],
                           0)
@@ -201,14 +212,14 @@ class AffineCoupling(Coupling):
     params_per_dim = 2
 
     def __init__(self, event_dim: int, num_conditioning: int, conditioner: Conditioner,
-                 log_scale_bound: float = 3.0, context_dim: int = 0,
+                 log_scale_bound: float = 3.0, context_dim: int = 0, num_members: int = 1,
                  validate_args: bool = False, name: str = "affine_coupling") -> None:
         parameters = dict(locals())
         if not log_scale_bound > 0:
             raise ConfigError(f"'log_scale_bound' must be > 0; got {log_scale_bound}.")
         self._log_scale_bound = float(log_scale_bound)
-        super().__init__(event_dim, num_conditioning, conditioner, context_dim, parameters,
-                         validate_args, name)
+        super().__init__(event_dim, num_conditioning, conditioner, context_dim, num_members,
+                         parameters, validate_args, name)
 
     @property
     def log_scale_bound(self) -> float:
@@ -241,8 +252,8 @@ class SplineCoupling(Coupling):
 
     def __init__(self, event_dim: int, num_conditioning: int, conditioner: Conditioner,
                  num_bins: int = 8, bound: float = 4.0, min_bin: float = 1e-3,
-                 min_slope: float = 1e-3, context_dim: int = 0, validate_args: bool = False,
-                 name: str = "spline_coupling") -> None:
+                 min_slope: float = 1e-3, context_dim: int = 0, num_members: int = 1,
+                 validate_args: bool = False, name: str = "spline_coupling") -> None:
         parameters = dict(locals())
         if num_bins < 2:
             raise ConfigError(f"'num_bins' must be >= 2; got {num_bins}.")
@@ -258,8 +269,8 @@ class SplineCoupling(Coupling):
         self._min_slope = float(min_slope)
         self._slope_offset = math.log(math.expm1(1.0 - min_slope))  # softplus^-1(1 - min)
         self.params_per_dim = 3 * num_bins - 1
-        super().__init__(event_dim, num_conditioning, conditioner, context_dim, parameters,
-                         validate_args, name)
+        super().__init__(event_dim, num_conditioning, conditioner, context_dim, num_members,
+                         parameters, validate_args, name)
 
     @property
     def num_bins(self) -> int:

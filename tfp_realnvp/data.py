@@ -151,17 +151,24 @@ def train_validation_split(
     return data[order[num_validation:]], data[order[:num_validation]]
 
 
-def kfold_splits(data: np.ndarray, num_folds: int,
-                 seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Shuffles rows with `seed` into `num_folds` folds; returns, per fold, (the other
-    folds' rows, the fold's rows)."""
+def kfold_splits(data: np.ndarray, num_splits: int, seed: int,
+                 min_folds: int = 10) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(training rows, held-out rows) for `num_splits` ensemble members.
+
+    Rows are shuffled with `seed` into `max(num_splits, min_folds)` folds; member k holds
+    out fold k and trains on the rest. With fewer members than `min_folds`, the folds
+    beyond the members are never held out, so every member still trains on at least 90%
+    of the rows.
+    """
+    num_folds = max(num_splits, min_folds)
     if len(data) < 2 * num_folds:
         raise DataError(
-            f"{num_folds} folds need at least {2 * num_folds} rows; got {len(data)}. Use "
-            "fewer ensemble members.")
+            f"{num_splits} ensemble members hold out one of {num_folds} folds each and need "
+            f"at least {2 * num_folds} rows; got {len(data)}. Use a single flow "
+            "(ensemble_size=1).")
     folds = np.array_split(np.random.default_rng(seed).permutation(len(data)), num_folds)
     return [(data[np.concatenate(folds[:k] + folds[k + 1:])], data[folds[k]])
-            for k in range(num_folds)]
+            for k in range(num_splits)]
 
 
 CORRELATION_RIDGE = 1e-6

@@ -11,7 +11,7 @@ import tensorflow_probability as tfp
 
 from tfp_realnvp.config import FlowConfig
 from tfp_realnvp.coupling import AffineCoupling, Coupling, SplineCoupling
-from tfp_realnvp.ensemble import FlowEnsemble, FoldAffine, members
+from tfp_realnvp.ensemble import FlowEnsemble, FoldAffine, stacked_flow
 from tfp_realnvp.mixing import LUMixing, permutation_indices
 from tfp_realnvp.networks import make_conditioner
 
@@ -37,7 +37,8 @@ def data_bijector(config: FlowConfig) -> tfb.Bijector:
 
 
 def make_coupling(config: FlowConfig, layer: int, validate_args: bool = False) -> Coupling:
-    """Builds coupling number `layer` (affine or spline) with a fresh conditioner network."""
+    """Builds coupling number `layer` (affine or spline) with a fresh conditioner network
+    (one per ensemble member, batched)."""
     num_conditioning = config.event_dim // 2
     num_transformed = config.event_dim - num_conditioning
     name = f"coupling_{layer}"
@@ -49,25 +50,24 @@ def make_coupling(config: FlowConfig, layer: int, validate_args: bool = False) -
         num_hidden_layers=config.num_hidden_layers,
         activation=config.activation,
         name=f"{name}_net",
+        members=config.ensemble_size,
     )
     common = dict(event_dim=config.event_dim, num_conditioning=num_conditioning,
                   conditioner=network, context_dim=config.context_dim,
-                  validate_args=validate_args, name=name)
+                  num_members=config.ensemble_size, validate_args=validate_args, name=name)
     if config.coupling == "affine":
         return AffineCoupling(log_scale_bound=config.log_scale_bound, **common)
     return SplineCoupling(num_bins=config.spline_bins, bound=config.spline_bound, **common)
 
 
-def make_mixing(config: FlowConfig, layer: int, member: int = 0) -> tfb.Bijector:
-    """The step after coupling `layer`: a permutation or a learned LU-factored linear map.
-
-    Random permutations and LU initialisations are seeded by (mixing_seed, member, layer).
-    """
-    seed = (config.mixing_seed * 1000 + member) * 1000 + layer
+def make_mixing(config: FlowConfig, layer: int) -> tfb.Bijector:
+    """The step after coupling `layer`: a permutation or a learned LU-factored linear map
+    (one per ensemble member, each its own seeded rotation)."""
+    seed = config.mixing_seed * 1000 + layer
     if config.mixing == "lu":
-        return LUMixing(config.event_dim, seed=seed, name=f"lu_mixing_{layer}")
-    indices = permutation_indices(config.mixing, config.event_dim,
-                                  config.mixing_seed * 1000 + member, layer)
+        return LUMixing(config.event_dim, seed=seed, members=config.ensemble_size,
+                        name=f"lu_mixing_{layer}")
+    indices = permutation_indices(config.mixing, config.event_dim, config.mixing_seed, layer)
     return tfb.Permute(indices, name=f"permute_{layer}")
 
 
@@ -78,47 +78,71 @@ def build_flow(config: FlowConfig, validate_args: bool = False) -> tfd.Distribut
     x = data_map( coupling_{K-1}( mix_{K-2}( ... mix_0( coupling_0(z) ) ... ) ) )
     ```
     so `log_prob(x) = N(z; 0, I) + the sum of every step's ildj`: a
-    `tfd.TransformedDistribution`. With `ensemble_size = M > 1`, M such flows averaged
-    (`FlowEnsemble`, also a TFP distribution). Conditional flows (`context_dim > 0`) take
-    the context through `context_kwargs(flow, context)`.
+    `tfd.TransformedDistribution`. With `ensemble_size = M > 1`, M such flows averaged:
+    a `FlowEnsemble` (also a TFP distribution) over one stacked flow of batch shape `[M]`.
+    Conditional flows (`context_dim > 0`) take the context through
+    `context_kwargs(flow, context)`.
 
     Args:
       config: the architecture and the data map; `build_flow(FlowConfig.from_json(...))`
         rebuilds a saved flow exactly (weights come from its checkpoint).
       validate_args: TFP's runtime argument checks (slower).
     """
+    stacked = build_stacked(config, validate_args)
     if config.ensemble_size == 1:
-        return build_member(config, 0, validate_args)
-    return FlowEnsemble([build_member(config, m, validate_args)
-                         for m in range(config.ensemble_size)], validate_args=validate_args)
+        return stacked
+    return FlowEnsemble(stacked, config.ensemble_size, validate_args=validate_args)
 
 
-def build_member(config: FlowConfig, member: int,
-                 validate_args: bool = False) -> tfd.TransformedDistribution:
-    """One flow of the stack `config` describes (member `member` of an ensemble).
-
-    An ensemble's members sit inside the shared data map behind their own `FoldAffine`
-    (the Gaussian of the rows that member trains on; set by `fit`).
-    """
+def build_stacked(config: FlowConfig,
+                  validate_args: bool = False) -> tfd.TransformedDistribution:
+    """The flow `config` describes; for an ensemble of M, its M members stacked (events
+    `[..., M, D]`, batch shape `[M]`), each behind its own `FoldAffine` (the Gaussian of
+    the rows that member trains on; set by `fit`) inside the shared data map."""
+    members = config.ensemble_size
     steps: list[tfb.Bijector] = []
     for layer in range(config.num_couplings):
         steps.append(make_coupling(config, layer, validate_args))
         if layer < config.num_couplings - 1:
-            steps.append(make_mixing(config, layer, member))
-    if config.ensemble_size > 1:
-        steps.append(FoldAffine(config.event_dim, name=f"fold_affine_{member}"))
+            steps.append(make_mixing(config, layer))
+    if members > 1:
+        steps.append(FoldAffine(config.event_dim, members))
     # tfb.Chain applies its list right to left: coupling_0 acts first on the latent z.
     bijector = tfb.Chain([data_bijector(config), *reversed(steps)],
                          validate_args=validate_args, name="realnvp")
-    base = tfd.MultivariateNormalDiag(loc=tf.zeros([config.event_dim]), name="base")
+    loc = tf.zeros([config.event_dim] if members == 1 else [members, config.event_dim])
+    base = tfd.MultivariateNormalDiag(loc=loc, name="base")
     return tfd.TransformedDistribution(base, bijector, validate_args=validate_args, name="flow")
 
 
 def couplings(flow: tfd.Distribution) -> Sequence[Coupling]:
-    """The flow's coupling bijectors, in the order the list of its chain holds them (for an
-    ensemble: every member's, member by member)."""
-    return [b for member in members(flow) for b in member.bijector.bijectors
-            if isinstance(b, Coupling)]
+    """The flow's coupling bijectors, in the order the list of its chain holds them."""
+    return [b for b in stacked_flow(flow).bijector.bijectors if isinstance(b, Coupling)]
+
+
+def encode(flow: tfd.Distribution, x: tf.Tensor, context: tf.Tensor | None = None,
+           member: int = 0) -> tf.Tensor:
+    """Data to latent space, `z = f^-1(x)`: `[..., D] -> [..., D]`.
+
+    An ensemble's density has no single latent space: this is member `member`'s map.
+    """
+    return _member_map(flow, x, context, member, inverse=True)
+
+
+def decode(flow: tfd.Distribution, z: tf.Tensor, context: tf.Tensor | None = None,
+           member: int = 0) -> tf.Tensor:
+    """Latent to data space, `x = f(z)`: `[..., D] -> [..., D]` (member `member`'s map for
+    an ensemble)."""
+    return _member_map(flow, z, context, member, inverse=False)
+
+
+def _member_map(flow, values, context, member: int, inverse: bool) -> tf.Tensor:
+    stacked = stacked_flow(flow)
+    kwargs = bijector_kwargs(flow, context)
+    transform = stacked.bijector.inverse if inverse else stacked.bijector.forward
+    if not isinstance(flow, FlowEnsemble):
+        return transform(values, **kwargs)
+    return transform(flow.per_member(values), **kwargs)[..., member, :]
 
 
 def bijector_kwargs(flow: tfd.TransformedDistribution,

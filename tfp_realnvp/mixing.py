@@ -42,21 +42,23 @@ class LUMixing(tfb.Bijector):
     `W` starts as a seeded random rotation (its LU factors), so the first step already
     mixes every coordinate into both halves of the next coupling. The triangular parts are
     masked with `band_part`, so only their free entries matter; the diagonal is kept in log
-    space with a fixed sign, so training cannot make `W` singular.
+    space with a fixed sign, so training cannot make `W` singular. With `members = M > 1`
+    there are M maps (each its own rotation), acting on events `[..., M, dim]`.
     """
 
-    def __init__(self, dim: int, seed: int = 0, validate_args: bool = False,
+    def __init__(self, dim: int, seed: int = 0, members: int = 1, validate_args: bool = False,
                  name: str = "lu_mixing") -> None:
         parameters = dict(locals())
         with tf.name_scope(name) as name:
-            rotation, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((dim, dim)))
-            perm_matrix, lower, upper = scipy.linalg.lu(rotation)
-            diagonal = np.diag(upper)
-            self._dim = dim
-            self._permutation = tf.constant(np.argmax(perm_matrix, axis=0), tf.int32)
+            factors = [_rotation_lu(dim, seed * 1000 + m) for m in range(members)]
+            perms, lowers, uppers = (np.stack(f) for f in zip(*factors, strict=True))
+            if members == 1:
+                perms, lowers, uppers = perms[0], lowers[0], uppers[0]
+            diagonal = np.diagonal(uppers, axis1=-2, axis2=-1)
+            self._permutation = tf.constant(perms, tf.int32)
             self._sign = tf.constant(np.sign(diagonal), tf.float32)
-            self.lower = tf.Variable(np.tril(lower, -1), dtype=tf.float32, name="lower")
-            self.upper = tf.Variable(np.triu(upper, 1), dtype=tf.float32, name="upper")
+            self.lower = tf.Variable(np.tril(lowers, -1), dtype=tf.float32, name="lower")
+            self.upper = tf.Variable(np.triu(uppers, 1), dtype=tf.float32, name="upper")
             self.log_diag = tf.Variable(np.log(np.abs(diagonal)), dtype=tf.float32,
                                         name="log_diag")
             super().__init__(forward_min_event_ndims=1, validate_args=validate_args,
@@ -82,7 +84,14 @@ class LUMixing(tfb.Bijector):
         return self._lu().inverse(y)
 
     def _forward_log_det_jacobian(self, x):
-        return tf.reduce_sum(self.log_diag) + tf.zeros_like(x[..., 0])
+        return tf.reduce_sum(self.log_diag, axis=-1) + tf.zeros_like(x[..., 0])
 
     def _inverse_log_det_jacobian(self, y):
-        return -tf.reduce_sum(self.log_diag) + tf.zeros_like(y[..., 0])
+        return -tf.reduce_sum(self.log_diag, axis=-1) + tf.zeros_like(y[..., 0])
+
+
+def _rotation_lu(dim: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(permutation indices, L, U) of a seeded random rotation `P L U`."""
+    rotation, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((dim, dim)))
+    perm_matrix, lower, upper = scipy.linalg.lu(rotation)
+    return np.argmax(perm_matrix, axis=0), lower, upper

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from matplotlib.figure import Figure
 
-from tfp_realnvp.ensemble import primary_flow
+from tfp_realnvp.flow import encode
 from tfp_realnvp.sampling import stateless_seed
 
 tfd = tfp.distributions
@@ -30,7 +30,7 @@ def plot_flow(flow: tfd.Distribution, data: np.ndarray, path: str | os.PathLike,
     grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
     log_density = flow.log_prob(grid).numpy().reshape(grid_size, grid_size)
     samples = flow.sample(num_samples, seed=stateless_seed(seed)).numpy()
-    latent = primary_flow(flow).bijector.inverse(tf.constant(data)).numpy()
+    latent = encode(flow, tf.constant(data)).numpy()
 
     # A bare Figure renders with the Agg canvas on savefig and leaves pyplot's backend
     # (and a notebook's inline figures) alone.

@@ -26,9 +26,8 @@ import tensorflow_probability as tfp
 
 from tfp_realnvp import __version__
 from tfp_realnvp.config import FlowConfig
-from tfp_realnvp.ensemble import primary_flow
 from tfp_realnvp.errors import ConfigError, RunExistsError
-from tfp_realnvp.flow import bijector_kwargs, context_kwargs
+from tfp_realnvp.flow import context_kwargs, decode, encode
 from tfp_realnvp.rundir import (
     ASSETS_EXTRA,
     FLOW_CONFIG_FILE,
@@ -87,9 +86,6 @@ class FlowServingModule(tf.Module):
     def _kwargs(self, context: tf.Tensor | None) -> dict[str, Any]:
         return context_kwargs(self.flow, self._context(context))
 
-    def _chain_kwargs(self, context: tf.Tensor | None) -> dict[str, Any]:
-        return bijector_kwargs(self.flow, self._context(context))
-
     def _log_prob(self, x, context=None):
         return {"log_prob": self.flow.log_prob(self._events(x, "x"), **self._kwargs(context))}
 
@@ -103,12 +99,10 @@ class FlowServingModule(tf.Module):
         return {"samples": samples}
 
     def _encode(self, x, context=None):
-        return {"z": primary_flow(self.flow).bijector.inverse(self._events(x, "x"),
-                                                **self._chain_kwargs(context))}
+        return {"z": encode(self.flow, self._events(x, "x"), self._context(context))}
 
     def _decode(self, z, context=None):
-        return {"x": primary_flow(self.flow).bijector.forward(self._events(z, "z"),
-                                                **self._chain_kwargs(context))}
+        return {"x": decode(self.flow, self._events(z, "z"), self._context(context))}
 
 
 def next_version(model_dir: Path) -> int:

@@ -22,7 +22,7 @@ import tf_keras
 from tfp_realnvp import auto
 from tfp_realnvp import data as data_lib
 from tfp_realnvp.config import STRATEGIES, FlowConfig, TrainConfig, settings
-from tfp_realnvp.ensemble import FoldAffine, members
+from tfp_realnvp.ensemble import FoldAffine, stacked_flow
 from tfp_realnvp.errors import ConfigError, TrainingDivergedError
 from tfp_realnvp.flow import build_flow
 from tfp_realnvp.rundir import RunConfig, RunDir
@@ -79,11 +79,12 @@ class _TrainingState(tf.Module):
 
 
 class Trainer:
-    """Owns the flow (one, or an ensemble's members), optimizer, compiled steps and
+    """Owns the flow (one, or an ensemble's stacked members), optimizer, compiled steps and
     checkpoints of one run.
 
-    Member m trains on `splits[m][0]` and is early-stopped on `splits[m][1]`; one compiled
-    step updates every member (their losses add, their variables are disjoint).
+    Member m trains on `splits[m][0]` and is early-stopped on `splits[m][1]`. An ensemble's
+    members are one stacked flow, so one compiled step updates every member: the batch is
+    `[B, M, D]` (member m's rows in slice m), the loss the sum of the members' mean NLLs.
     """
 
     def __init__(
@@ -97,25 +98,29 @@ class Trainer:
         self.train_config = train_config
         self.strategy = strategy
         self.splits = splits
+        self.num_members = len(splits)
         smallest = min(len(train) for train, _ in splits)
         self.global_batch = min(train_config.batch_size, smallest)
         self.steps_per_epoch = max(1, smallest // self.global_batch)
         tf_keras.utils.set_random_seed(train_config.seed)
         with strategy.scope():
             self.flow = build_flow(flow_config)
-            self.members = members(self.flow)
-            self.member_variables = [list(m.trainable_variables) for m in self.members]
-            self.variables = [v for vs in self.member_variables for v in vs]
+            self.stacked = stacked_flow(self.flow)
+            self.variables = list(self.stacked.trainable_variables)
             self.optimizer = tf_keras.optimizers.AdamW(
                 self._learning_rate(),
                 weight_decay=train_config.weight_decay,
                 global_clipnorm=train_config.clip_norm,
             )
             self.optimizer.build(self.variables)
-            self.state = _TrainingState(self.variables, len(self.members))
+            self.state = _TrainingState(self.variables, self.num_members)
         self.checkpoint = tf.train.Checkpoint(
             flow=self.flow, optimizer=self.optimizer, state=self.state)
-        self._validation_rows = [tf.constant(validation) for _, validation in splits]
+        rows = np.concatenate([validation for _, validation in splits])
+        self._validation_rows = tf.constant(rows)
+        # One-hot [rows, M]: which member each validation row belongs to.
+        owner = np.repeat(np.arange(self.num_members), [len(v) for _, v in splits])
+        self._validation_owner = tf.constant(np.eye(self.num_members, dtype=np.float32)[owner])
         self._loss_and_grads = tf.function(
             self._loss_and_grads_fn, jit_compile=train_config.jit_compile)
         self.train_epoch = tf.function(self._train_epoch_fn)
@@ -126,11 +131,12 @@ class Trainer:
     def set_fold_maps(self) -> None:
         """Starts each ensemble member at the Gaussian of its own training rows (in the
         shared data map's standardised space), so epoch 0 has not seen its held-out fold."""
-        for member, (train, _) in zip(self.members, self.splits, strict=True):
-            fold_maps = [b for b in member.bijector.bijectors if isinstance(b, FoldAffine)]
-            if fold_maps:
-                shared = member.bijector.bijectors[0]  # the data map, outermost in the chain
-                fold_maps[0].set_from_rows(shared.inverse(train).numpy())
+        fold_maps = [b for b in self.stacked.bijector.bijectors if isinstance(b, FoldAffine)]
+        if not fold_maps:
+            return
+        shared = self.stacked.bijector.bijectors[0]  # the data map, outermost in the chain
+        for member, (train, _) in enumerate(self.splits):
+            fold_maps[0].set_from_rows(member, shared.inverse(train).numpy())
 
     def _learning_rate(self):
         config = self.train_config
@@ -139,26 +145,28 @@ class Trainer:
         return tf_keras.optimizers.schedules.CosineDecay(
             config.learning_rate, decay_steps=config.epochs * self.steps_per_epoch, alpha=0.02)
 
-    def _dequantize(self, batch: tf.Tensor, member: int) -> tf.Tensor:
-        """Adds `step * (U(0, 1) - 1/2)` per column, seeded by (seed, member, step number):
-        the same noise on a rerun or a resumed run."""
+    def _dequantize(self, batch: tf.Tensor) -> tf.Tensor:
+        """Adds `step * (U(0, 1) - 1/2)` per column, seeded by (seed, step number): the same
+        noise on a rerun or a resumed run."""
         steps = self.train_config.dequantize_steps
         if not steps or not any(steps):
             return batch
-        seed = tf.stack([tf.constant(self.train_config.seed * 1000 + member, tf.int64),
+        seed = tf.stack([tf.constant(self.train_config.seed, tf.int64),
                          tf.cast(self.optimizer.iterations, tf.int64)])
         noise = tf.random.stateless_uniform(tf.shape(batch), seed=seed) - 0.5
         return batch + noise * tf.constant(steps, tf.float32)
 
+    def _member_batch(self, batches: tuple[tf.Tensor, ...]) -> tf.Tensor:
+        """One batch per member -> the stacked flow's `[B, M, D]` (or `[B, D]`)."""
+        return batches[0] if self.num_members == 1 else tf.stack(batches, axis=1)
+
     def _loss_and_grads_fn(self, *batches: tf.Tensor):
+        x = self._dequantize(self._member_batch(batches))
         with tf.GradientTape() as tape:
-            losses = [tf.nn.compute_average_loss(
-                          _negative_log_prob(member, self._dequantize(batch, m)),
-                          global_batch_size=self.global_batch)
-                      for m, (member, batch) in enumerate(zip(self.members, batches,
-                                                              strict=True))]
-            total = tf.add_n(losses)
-        return total / len(self.members), tape.gradient(total, self.variables)
+            nll = _negative_log_prob(self.stacked, x)  # [B] or [B, M]
+            per_row = nll if self.num_members == 1 else tf.reduce_sum(nll, axis=-1)
+            loss = tf.nn.compute_average_loss(per_row, global_batch_size=self.global_batch)
+        return loss / self.num_members, tape.gradient(loss, self.variables)
 
     def _replica_step(self, *batches: tf.Tensor) -> tf.Tensor:
         loss, grads = self._loss_and_grads(*batches)
@@ -175,21 +183,26 @@ class Trainer:
 
     def _validation_nll_fn(self) -> tf.Tensor:
         """Each member's mean NLL on its own held-out rows: `[num_members]`."""
-        return tf.stack([tf.reduce_mean(_negative_log_prob(member, rows))
-                         for member, rows in zip(self.members, self._validation_rows,
-                                                 strict=True)])
+        rows = self._validation_rows
+        if self.num_members == 1:
+            return tf.reduce_mean(_negative_log_prob(self.stacked, rows))[tf.newaxis]
+        nll = _negative_log_prob(self.stacked, self.flow.per_member(rows))  # [rows, M]
+        owner = self._validation_owner
+        return tf.reduce_sum(nll * owner, axis=0) / tf.reduce_sum(owner, axis=0)
 
     def _keep_best_fn(self, epoch: tf.Tensor, nll: tf.Tensor) -> None:
-        """Keeps the weights of every member whose validation NLL improved."""
+        """Keeps the weights of every member whose validation NLL improved (an ensemble's
+        variables carry the member axis first)."""
         improved = nll < self.state.best_validation_nll
         state = self.state
         state.best_epoch.assign(tf.where(improved, epoch, state.best_epoch))
         state.best_validation_nll.assign(tf.where(improved, nll, state.best_validation_nll))
-        best = iter(state.best_weights)
-        for m, variables in enumerate(self.member_variables):
-            for live in variables:
-                kept = next(best)
-                kept.assign(tf.where(improved[m], live, kept))
+        for live, kept in zip(self.variables, state.best_weights, strict=True):
+            if self.num_members == 1:
+                mask = improved[0]
+            else:
+                mask = tf.reshape(improved, [self.num_members] + [1] * (live.shape.rank - 1))
+            kept.assign(tf.where(mask, live, kept))
 
     def _restore_best_fn(self) -> None:
         for best, live in zip(self.state.best_weights, self.variables, strict=True):
@@ -370,6 +383,7 @@ def _train(
         state.initial_validation_nll.assign(initial)
         trainer.keep_best(tf.constant(0, tf.int64), initial)
     stop_reason = "epochs"
+    best_nll = state.best_validation_nll.numpy()
     for epoch in range(start_epoch + 1, config.epochs + 1):
         tick = time.perf_counter()
         train_nll = float(trainer.train_epoch(iterator))
@@ -379,7 +393,9 @@ def _train(
             raise TrainingDivergedError(
                 f"Training diverged at epoch {epoch} (train NLL {train_nll}, validation NLL "
                 f"{validation_nll}); lower the learning rate or the log-scale bound.")
-        trainer.keep_best(tf.constant(epoch, tf.int64), member_nll)
+        if np.any(member_nll.numpy() < best_nll):  # copy weights only when one improved
+            trainer.keep_best(tf.constant(epoch, tf.int64), member_nll)
+            best_nll = state.best_validation_nll.numpy()
         state.epoch.assign(epoch)
         record = EpochMetrics(epoch, train_nll, validation_nll, time.perf_counter() - tick)
         history.append(dataclasses.asdict(record))

@@ -31,7 +31,6 @@ from sklearn.neighbors import KernelDensity
 from tfp_realnvp import data as data_lib
 from tfp_realnvp.config import QUALITY_METHODS as METHODS
 from tfp_realnvp.config import QUALITY_TABLES as TABLES
-from tfp_realnvp.config import TrainConfig
 from tfp_realnvp.errors import ConfigError
 
 TOY_TABLES = ("moons", "circles", "swissroll")
@@ -123,13 +122,15 @@ def flow_nll(train: np.ndarray, test: np.ndarray, seed: int, max_epochs: int | N
     import tfp_realnvp
     from tfp_realnvp.scoring import per_row_nll
 
-    train_config = TrainConfig(seed=seed)
+    settings = {"seed": seed, "mixing_seed": seed}
     if max_epochs is not None:
-        train_config = train_config.replace(epochs=max_epochs)
+        settings["epochs"] = max_epochs
     with tempfile.TemporaryDirectory() as tmp:
-        result = tfp_realnvp.fit(train, f"{tmp}/run", train_config=train_config)
+        result = tfp_realnvp.fit(train, f"{tmp}/run", settings=settings)
         nll = per_row_nll(result.flow, test)
-    return nll, f"best epoch {result.metrics['best_epoch']}"
+        config = tfp_realnvp.rundir.RunDir(f"{tmp}/run").read_config().flow
+    kind = f"{config.ensemble_size} x " if config.ensemble_size > 1 else ""
+    return nll, f"{kind}{config.coupling}, {result.metrics['epochs_run']} epochs"
 
 
 METHOD_FUNCTIONS = {"gaussian": gaussian_nll, "gmm": gmm_nll, "kde": kde_nll, "maf": maf_nll,
