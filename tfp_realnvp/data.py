@@ -30,7 +30,14 @@ assert tuple(TOY_DATASETS) == TOY_DATASET_NAMES
 
 
 def make_toy(name: str, num_points: int = 3000, noise: float = 0.05, seed: int = 0) -> np.ndarray:
-    """Samples `num_points` rows of a built-in 2-D toy set as float32."""
+    """Samples `num_points` rows of a built-in 2-D toy set as float32.
+
+    Args:
+      name: one of `TOY_DATASETS` (moons, circles, blobs, swissroll).
+      num_points: rows to draw.
+      noise: the toy set's noise level (e.g. `make_moons(noise=...)`).
+      seed: the same seed gives the same rows.
+    """
     if name not in TOY_DATASETS:
         raise DataError(
             f"Unknown dataset {name!r}; choose one of {', '.join(sorted(TOY_DATASETS))}, "
@@ -42,7 +49,16 @@ def make_toy(name: str, num_points: int = 3000, noise: float = 0.05, seed: int =
 
 
 def load_array(path: str | os.PathLike) -> np.ndarray:
-    """Loads a 2-D float32 table from `.npy` or CSV (an optional header row is skipped)."""
+    """Loads a 2-D float32 table from `.npy` or CSV (an optional header row is skipped).
+
+    Args:
+      path: a `.npy` file (numeric, not pickled) or a CSV file (anything else).
+
+    Raises:
+      DataFileNotFoundError: no such file, or a directory.
+      DataError: a non-numeric cell, a ragged row, NaN/inf, fewer than 2 columns, ...;
+        the message names the file, row and column.
+    """
     path = Path(path)
     if not path.is_file():
         what = "a directory, not a file" if path.is_dir() else "no such file"
@@ -108,6 +124,11 @@ def validate_array(
 
     Rejects: not 2-D, no rows, fewer than 2 columns, a width other than `expected_width`,
     non-finite values (naming the first bad row, 1-based), values float32 cannot hold.
+
+    Args:
+      array: anything `np.asarray` takes.
+      source: how error messages name the data (a file name).
+      expected_width: the columns a model expects, or None.
     """
     array = np.asarray(array)
     if array.ndim != 2:
@@ -141,7 +162,16 @@ def validate_array(
 def train_validation_split(
     data: np.ndarray, validation_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Shuffles rows with `seed`, then holds out `validation_fraction` of them (at least 1)."""
+    """Shuffles rows with `seed`, then holds out `validation_fraction` of them (at least 1).
+
+    Args:
+      data: `[N, D]` rows.
+      validation_fraction: share held out, in (0, 1).
+      seed: the shuffle's seed.
+
+    Returns:
+      (training rows, validation rows).
+    """
     if not 0 < validation_fraction < 1:
         raise DataError(f"'validation_fraction' must be in (0, 1); got {validation_fraction}.")
     if len(data) < 2:
@@ -221,7 +251,12 @@ def grid_steps(data: np.ndarray, mode: str) -> list[float] | None:
 
 
 def save_array(array: np.ndarray, path: str | os.PathLike) -> None:
-    """Writes `.npy` or CSV by the file's extension, atomically (temp file, then rename)."""
+    """Writes `.npy` or CSV by the file's extension, atomically (temp file, then rename).
+
+    Args:
+      array: the rows to write.
+      path: `*.npy` for NumPy's format, anything else for CSV (8 significant digits).
+    """
     path = Path(path)
     with atomic_write(path) as tmp:
         if path.suffix.lower() == ".npy":

@@ -20,6 +20,14 @@ def plot_flow(flow: tfd.Distribution, data: np.ndarray, path: str | os.PathLike,
     """Writes a four-panel figure: data, model log-density, model samples, data in latent z.
 
     Only for 2-D flows; raises ValueError otherwise.
+
+    Args:
+      flow: a 2-D flow (or ensemble; its latent panel uses member 0).
+      data: `[N, 2]` rows in data units.
+      path: the image file (its extension picks the format, e.g. `.png`).
+      num_samples: model samples drawn for the third panel.
+      seed: the samples' seed.
+      grid_size: points per axis of the log-density map.
     """
     if data.ndim != 2 or data.shape[1] != 2 or int(flow.event_shape[-1]) != 2:
         raise ValueError(f"plot_flow draws 2-D flows and data; got data shape {data.shape}.")

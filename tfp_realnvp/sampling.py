@@ -18,7 +18,13 @@ def stateless_seed(seed: int) -> tf.Tensor:
 
 
 def sample_flow(flow: tfd.Distribution, num_samples: int, seed: int) -> np.ndarray:
-    """`num_samples` draws from `flow` as a float32 array `[num_samples, D]`."""
+    """`num_samples` draws from `flow` as a float32 array `[num_samples, D]`.
+
+    Args:
+      flow: any TFP distribution over `[D]` events (a flow or an ensemble).
+      num_samples: draws, >= 1.
+      seed: in [0, 2**31); the same seed gives the same draws in every process.
+    """
     if num_samples < 1:
         raise ValueError(f"'num_samples' must be >= 1; got {num_samples}.")
     return flow.sample(num_samples, seed=stateless_seed(seed)).numpy()
