@@ -187,6 +187,10 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str
             for table, methods in out.items()}
 
 
+def _number(value: float) -> str:
+    return f"{value:.3f}" if abs(value) < 1e4 else f"{value:.2e}"
+
+
 def format_table(records: Sequence[dict[str, Any]]) -> str:
     """A Markdown table: one row per table, `NLL (seconds)` per method, and who wins."""
     summary = summarise(records)
@@ -198,8 +202,8 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
     for table, cells in summary.items():
         record = next(r for r in records if r["table"] == table)
         shape = f"{record['rows'][0]} x {record['dim']}"
-        values = [f"{cells[m]['nll']:.3f} ({cells[m]['seconds']:.0f} s)" if m in cells else ""
-                  for m in methods]
+        values = [f"{_number(cells[m]['nll'])} ({cells[m]['seconds']:.0f} s)" if m in cells
+                  else "" for m in methods]
         beaten = [m for m in methods if m != "flow" and "flow" in cells and m in cells
                   and cells["flow"]["nll"] < cells[m]["nll"]]
         lines.append(f"| {table} ({shape}) | {' | '.join(values)} | {', '.join(beaten)} |")
