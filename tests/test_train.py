@@ -62,8 +62,11 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
     metrics = result.metrics
     assert metrics["stopped_early"] and metrics["epochs_run"] < 200
     assert metrics["epochs_run"] == metrics["best_epoch"] + 2
-    history = [h["validation_nll"] for h in metrics["history"]]
+    # Epoch 0 (the Gaussian start) is a candidate too.
+    history = [metrics["initial_validation_nll"]] + [h["validation_nll"]
+                                                      for h in metrics["history"]]
     assert metrics["best_validation_nll"] == pytest.approx(min(history))
+    assert history[metrics["best_epoch"]] == pytest.approx(min(history))
 
 
 def test_same_seed_same_run_other_seed_other_run(tmp_path):

@@ -30,11 +30,17 @@ from tfp_realnvp.config import (
     TrainConfig,
     settings,
 )
-from tfp_realnvp.errors import DataError, TfpRealnvpError, TrainingDivergedError
+from tfp_realnvp.errors import (
+    DataError,
+    TfpRealnvpError,
+    TrainingDivergedError,
+    TrainingInterruptedError,
+)
 
 # What the CLI adds to a library error: the flags that fix it.
 HINTS: dict[type[Exception], str] = {
     TrainingDivergedError: "Try a lower --learning-rate or --log-scale-bound.",
+    TrainingInterruptedError: "Continue with: tfp-realnvp fit --out RUN_DIR --resume",
 }
 
 
@@ -51,7 +57,10 @@ def reported_errors() -> Iterator[None]:
         yield
     except TfpRealnvpError as error:
         hint = next((h for kind, h in HINTS.items() if isinstance(error, kind)), "")
-        raise click.ClickException(f"{error} {hint}".strip()) from None
+        failure = click.ClickException(f"{error} {hint}".strip())
+        if isinstance(error, TrainingInterruptedError):
+            failure.exit_code = 128 + error.signal_number  # the shell's convention
+        raise failure from None
 
 
 def _click_type(python_type: type, rule: Setting) -> Any:

@@ -35,3 +35,16 @@ class RunExistsError(TfpRealnvpError, FileExistsError):
 
 class TrainingDivergedError(TfpRealnvpError, FloatingPointError):
     """The loss became NaN or infinite; the last good weights are kept."""
+
+
+class TrainingInterruptedError(TfpRealnvpError):
+    """Training was stopped by SIGINT (Ctrl-C) or SIGTERM; a checkpoint was written at the
+    last finished epoch, so the run resumes from there."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
+
+
+class RunLockedError(TfpRealnvpError):
+    """Another live process is training this run directory."""

@@ -29,7 +29,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_realnvp.config import FlowConfig, TrainConfig
-from tfp_realnvp.errors import ModelNotFoundError, RunExistsError
+from tfp_realnvp.errors import ModelNotFoundError, RunExistsError, RunLockedError
 from tfp_realnvp.flow import build_flow
 
 tfd = tfp.distributions
@@ -39,6 +39,7 @@ METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
 MODEL_DIR = "model"
 MODEL_PREFIX = "weights"
+LOCK_FILE = ".lock"
 SAVED_MODEL_FILE = "saved_model.pb"
 ASSETS_EXTRA = "assets.extra"
 FLOW_CONFIG_FILE = "flow_config.json"
@@ -147,6 +148,33 @@ class RunDir:
                 "directory or resume that run.")
         self.path.mkdir(parents=True, exist_ok=True)
 
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Holds `RUN/.lock` (this process's pid) while training.
+
+        A run a live process holds is refused (RunLockedError); a lock whose process is
+        gone (a killed run) is stale and taken over.
+        """
+        path = self.path / LOCK_FILE
+        while True:
+            try:
+                handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                owner = _lock_owner(path)
+                if owner is not None and owner != os.getpid() and _process_alive(owner):
+                    raise RunLockedError(
+                        f"{self.path} is being trained by process {owner} (its lock: "
+                        f"{path}); wait for it to finish or stop it.") from None
+                path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(handle, "w") as lock_file:
+                lock_file.write(f"{os.getpid()}\n")
+            break
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+
     def read_config(self) -> RunConfig:
         if not self.is_run():
             raise ModelNotFoundError(f"{self.path}: not a run directory (no {CONFIG_FILE}).")
@@ -185,6 +213,23 @@ class RunDir:
         flow = build_flow(config)
         restore_weights(flow, self.model_dir / MODEL_PREFIX)
         return flow
+
+
+def _lock_owner(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None  # unreadable or half-written: treated as stale
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def restore_weights(flow: tfd.Distribution, prefix: str | os.PathLike) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +25,7 @@ from tfp_realnvp import auto
 from tfp_realnvp import data as data_lib
 from tfp_realnvp.config import STRATEGIES, FlowConfig, TrainConfig, settings
 from tfp_realnvp.ensemble import FoldAffine, stacked_flow
-from tfp_realnvp.errors import ConfigError, TrainingDivergedError
+from tfp_realnvp.errors import ConfigError, TrainingDivergedError, TrainingInterruptedError
 from tfp_realnvp.flow import build_flow
 from tfp_realnvp.rundir import RunConfig, RunDir
 
@@ -211,16 +213,28 @@ class Trainer:
     def checkpoint_manager(self, run: RunDir) -> tf.train.CheckpointManager:
         return tf.train.CheckpointManager(self.checkpoint, run.checkpoint_dir, max_to_keep=2)
 
-    def dataset_iterator(self, epoch_offset: int):
-        """Per member: shuffled, repeated batches of its training rows; zipped and
-        distributed over replicas (one element: a tuple of one batch per member)."""
-        seed = self.train_config.seed + epoch_offset
-        datasets = tuple(
-            tf.data.Dataset.from_tensor_slices(train)
-            .shuffle(len(train), seed=seed * 1000 + m, reshuffle_each_iteration=True)
-            .batch(self.global_batch, drop_remainder=True)
-            .repeat()
-            for m, (train, _) in enumerate(self.splits))
+    def dataset_iterator(self, start_epoch: int):
+        """Per member: its training rows in a fresh order every epoch, in batches; zipped and
+        distributed over replicas (one element: a tuple of one batch per member).
+
+        Epoch e's order is a function of (seed, member, e) alone, so a run resumed after
+        epoch e sees exactly the batches the uninterrupted run saw.
+        """
+        def member_epochs(member: int, rows: np.ndarray) -> tf.data.Dataset:
+            table = tf.constant(rows)
+
+            def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+                seed = tf.stack([tf.constant(self.train_config.seed * 1000 + member,
+                                             tf.int64), epoch])
+                order = tf.random.experimental.stateless_shuffle(
+                    tf.range(len(rows), dtype=tf.int64), seed=seed)
+                return (tf.data.Dataset.from_tensor_slices(order)
+                        .batch(self.global_batch, drop_remainder=True)
+                        .take(self.steps_per_epoch)
+                        .map(lambda index: tf.gather(table, index)))
+            return tf.data.Dataset.range(start_epoch, 2**62).flat_map(one_epoch)
+
+        datasets = tuple(member_epochs(m, train) for m, (train, _) in enumerate(self.splits))
         dataset = tf.data.Dataset.zip(datasets).prefetch(tf.data.AUTOTUNE)
         return iter(self.strategy.experimental_distribute_dataset(dataset))
 
@@ -367,7 +381,18 @@ def _train(
     on_epoch: Callable[[EpochMetrics], None] | None,
     history: list[dict[str, Any]],
 ) -> FitResult:
-    """The epoch loop shared by `fit` and `resume`; ends by writing model/ and metrics."""
+    """The epoch loop shared by `fit` and `resume`; ends by writing model/ and metrics.
+
+    Holds the run's lock throughout. SIGINT/SIGTERM stop it at the end of the current
+    epoch with a checkpoint there (TrainingInterruptedError); a loss that turns NaN/inf
+    keeps the last good weights as the model (TrainingDivergedError).
+    """
+    with run.lock(), _StopSignals() as stop:
+        return _epochs(trainer, run, on_epoch, history, stop)
+
+
+def _epochs(trainer: Trainer, run: RunDir, on_epoch: Callable[[EpochMetrics], None] | None,
+            history: list[dict[str, Any]], stop: _StopSignals) -> FitResult:
     config = trainer.train_config
     manager = trainer.checkpoint_manager(run)
     state = trainer.state
@@ -376,6 +401,15 @@ def _train(
     # Wall time counts only epochs kept in the history: time lost after the last
     # checkpoint of an interrupted run is not counted.
     started = time.perf_counter() - sum(h["seconds"] for h in history)
+
+    def finish(status: str, stop_reason: str | None) -> dict[str, Any]:
+        trainer.restore_best()
+        run.save_weights(trainer.flow)
+        metrics = _metrics(trainer, history, status, time.perf_counter() - started,
+                           stop_reason)
+        run.write_metrics(metrics)
+        return metrics
+
     if start_epoch == 0:
         # Epoch 0 is the fresh flow: with the whitening data map, the training split's
         # Gaussian. Training keeps whatever beats it on validation, never worse.
@@ -390,9 +424,12 @@ def _train(
         member_nll = trainer.validation_nll()
         validation_nll = float(tf.reduce_mean(member_nll))
         if not (math.isfinite(train_nll) and math.isfinite(validation_nll)):
+            finish("diverged", "diverged")
             raise TrainingDivergedError(
                 f"Training diverged at epoch {epoch} (train NLL {train_nll}, validation NLL "
-                f"{validation_nll}); lower the learning rate or the log-scale bound.")
+                f"{validation_nll}); the best weights before it (epoch "
+                f"{int(state.best_epoch.numpy().max())}) are kept as the model in "
+                f"{run.model_dir}. Lower the learning rate or the log-scale bound.")
         if np.any(member_nll.numpy() < best_nll):  # copy weights only when one improved
             trainer.keep_best(tf.constant(epoch, tf.int64), member_nll)
             best_nll = state.best_validation_nll.numpy()
@@ -401,6 +438,14 @@ def _train(
         history.append(dataclasses.asdict(record))
         if on_epoch is not None:
             on_epoch(record)
+        if stop.signal_number is not None:
+            manager.save(checkpoint_number=epoch)
+            run.write_metrics(_metrics(trainer, history, "interrupted",
+                                       time.perf_counter() - started, "signal"))
+            raise TrainingInterruptedError(
+                f"Stopped by {signal.Signals(stop.signal_number).name} after epoch {epoch}; "
+                f"a checkpoint is saved in {run.checkpoint_dir}. Resume the run to continue "
+                "from it.", stop.signal_number)
         if epoch - int(state.best_epoch.numpy().max()) >= config.patience:
             stop_reason = "patience"
             break
@@ -412,12 +457,32 @@ def _train(
             run.write_metrics(_metrics(trainer, history, "running",
                                        time.perf_counter() - started))
     manager.save(checkpoint_number=int(state.epoch.numpy()))
-    trainer.restore_best()
-    run.save_weights(trainer.flow)
-    metrics = _metrics(trainer, history, "completed", time.perf_counter() - started,
-                       stop_reason)
-    run.write_metrics(metrics)
-    return FitResult(trainer.flow, run.path, metrics)
+    return FitResult(trainer.flow, run.path, finish("completed", stop_reason))
+
+
+class _StopSignals:
+    """While active, SIGINT and SIGTERM only record that a stop was asked for; the epoch
+    loop checks `signal_number` between epochs (a checkpoint at an epoch boundary keeps
+    resume exact). Outside the main thread signals cannot be caught: nothing changes."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, number: int, frame: Any) -> None:
+        self.signal_number = number
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
 
 
 def _metrics(

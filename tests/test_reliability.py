@@ -1,0 +1,130 @@
+"""Interrupted and failing runs never lose work: exact resume after SIGKILL or SIGTERM,
+divergence keeps the last good weights, one trainer per run directory."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfp_realnvp
+from tfp_realnvp import FlowConfig, TrainConfig
+from tfp_realnvp.data import make_toy
+from tfp_realnvp.errors import RunLockedError, TrainingDivergedError
+from tfp_realnvp.rundir import RunDir
+
+# Slow enough epochs (47 steps) that a signal lands mid-run; small enough to finish fast.
+OPTIONS = ["--num-couplings", "2", "--hidden-units", "16", "--coupling", "affine",
+           "--ensemble-size", "1", "--no-jit-compile", "--batch-size", "64", "--epochs", "14",
+           "--patience", "50", "--checkpoint-every", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "moons.npy"
+    np.save(path, make_toy("moons", 3000, seed=8))
+    return path
+
+
+def cli(*args: str, wait: bool = True):
+    command = [sys.executable, "-m", "tfp_realnvp", *map(str, args)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if wait:
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def epochs_checkpointed(run_dir) -> int:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text())["epochs_run"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def interrupt_after(process, run_dir, epochs: int, signal_number: int) -> None:
+    deadline = time.monotonic() + 240
+    while epochs_checkpointed(run_dir) < epochs:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal_number)
+
+
+def outcome(run_dir, data):
+    """What must match an uninterrupted run: every epoch's NLLs and the final model."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    history = [(h["epoch"], h["train_nll"], h["validation_nll"]) for h in metrics["history"]]
+    log_prob = tfp_realnvp.load(run_dir).log_prob(tf.constant(data[:200])).numpy()
+    return history, log_prob, metrics["status"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(table, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    result = cli("fit", "--data", table, "--out", run_dir, *OPTIONS)
+    assert result.returncode == 0, result.stderr
+    return outcome(run_dir, np.load(table))
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGKILL, signal.SIGTERM])
+def test_resume_after_a_kill_ends_exactly_like_the_uninterrupted_run(
+        table, uninterrupted, tmp_path, signal_number):
+    run_dir = tmp_path / "run"
+    process = cli("fit", "--data", table, "--out", run_dir, *OPTIONS, wait=False)
+    interrupt_after(process, run_dir, 3, signal_number)
+    _, stderr = process.communicate(timeout=120)
+    killed = signal_number == signal.SIGKILL
+    assert process.returncode == (-signal.SIGKILL if killed else 128 + signal.SIGTERM)
+    if not killed:  # SIGTERM: a clean stop, a message and a checkpoint
+        assert "Stopped by SIGTERM after epoch" in stderr and "--resume" in stderr
+        assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
+    assert not (run_dir / "model").exists()
+    stopped_at = epochs_checkpointed(run_dir)
+    assert 3 <= stopped_at < 14
+    # Resumed on its own recorded data (no --data), by a new process.
+    resumed = cli("fit", "--out", run_dir, "--resume", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    history, log_prob, status = outcome(run_dir, np.load(table))
+    reference_history, reference_log_prob, _ = uninterrupted
+    assert status == "completed"
+    assert history == reference_history
+    np.testing.assert_array_equal(log_prob, reference_log_prob)
+
+
+def test_divergence_keeps_the_last_good_weights(tmp_path):
+    data = make_toy("moons", 600, seed=9)
+    with pytest.raises(TrainingDivergedError, match="the best weights before it"):
+        tfp_realnvp.fit(data, tmp_path / "run", FlowConfig(num_couplings=2, hidden_units=16),
+                        TrainConfig(epochs=200, learning_rate=1e4, schedule="constant",
+                                    clip_norm=1e9, patience=200))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "diverged"
+    flow = tfp_realnvp.load(tmp_path / "run")
+    log_prob = flow.log_prob(tf.constant(data)).numpy()
+    assert np.all(np.isfinite(log_prob))
+    assert -log_prob.mean() == pytest.approx(metrics["best_validation_nll"], abs=1.0)
+
+
+def test_a_run_being_trained_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
+    data = make_toy("moons", 300, seed=10)
+    flow, train = FlowConfig(num_couplings=2, hidden_units=8), TrainConfig(epochs=2)
+    tfp_realnvp.fit(data, tmp_path / "run", flow, train)
+    lock = tmp_path / "run" / ".lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(f"{holder.pid}\n")
+        with pytest.raises(RunLockedError, match=f"being trained by process {holder.pid}"):
+            tfp_realnvp.resume(tmp_path / "run", data, epochs=3)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lock.read_text() == f"{holder.pid}\n"  # the refused resume left it alone
+    result = tfp_realnvp.resume(tmp_path / "run", data, epochs=3)  # its process is gone
+    assert result.metrics["epochs_run"] == 3 and not lock.exists()
+    assert RunDir(tmp_path / "run").read_config().train.epochs == 3
