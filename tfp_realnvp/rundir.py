@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -73,7 +74,12 @@ def _move_into_place(tmp: Path, path: Path, replace: bool) -> None:
     if not replace or not path.exists():
         if path.exists():
             raise RunExistsError(f"{path} already exists and is never overwritten.")
-        os.rename(tmp, path)  # a folder onto a non-empty folder fails rather than merge
+        try:
+            os.rename(tmp, path)  # a folder onto a non-empty folder fails rather than merge
+        except OSError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST):  # another process was first
+                raise RunExistsError(f"{path} already exists and is never overwritten.") from None
+            raise
     elif tmp.is_dir():
         old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
         os.replace(path, old)

@@ -183,7 +183,9 @@ def export(
 
     The SavedModel is written into a hidden temporary folder beside the target and renamed
     into place, so a server polling `base_dir/name` never sees half a version; an existing
-    version is never overwritten (RunExistsError).
+    version is never overwritten (RunExistsError). Exports running at the same time into
+    one model folder each get their own version: the one that renames second takes the
+    next free number.
 
     Args:
       source: a run directory, an export (re-exported), or a live flow with its `config`.
@@ -196,21 +198,26 @@ def export(
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"'name' must be a plain folder name; got {name!r}.")
     model_dir = Path(base_dir) / name
-    version = next_version(model_dir) if version is None else int(version)
-    if version < 1:
+    if version is not None and int(version) < 1:
         raise ConfigError(f"'version' must be a positive integer; got {version}.")
-    target = model_dir / str(version)
-    if target.exists():
+    if version is not None and (model_dir / str(version)).exists():
         raise RunExistsError(
-            f"{target} already exists; versions are never overwritten. Leave the version "
-            f"out to write the next free one ({next_version(model_dir)}).")
+            f"{model_dir / str(version)} already exists; versions are never overwritten. "
+            f"Leave the version out to write the next free one ({next_version(model_dir)}).")
     model_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_write(target, replace=False) as staging:
-        module = FlowServingModule(flow, config)
-        with _quiet_tf_logger():
-            tf.saved_model.save(module, str(staging), signatures=module.signatures())
-        _write_assets(staging, name, config, metrics)
-    return target
+    while True:
+        target = model_dir / str(version or next_version(model_dir))
+        try:
+            with atomic_write(target, replace=False) as staging:
+                module = FlowServingModule(flow, config)
+                with _quiet_tf_logger():
+                    tf.saved_model.save(module, str(staging), signatures=module.signatures())
+                _write_assets(staging, name, config, metrics)
+            return target
+        except RunExistsError:
+            if version is not None:
+                raise
+            # Another export took this version while ours was being written: take the next.
 
 
 @contextlib.contextmanager
