@@ -130,3 +130,43 @@ def test_resume_applies_epochs_and_refuses_architecture_changes(tmp_path):
     assert recorded["train"]["epochs"] == 5 and recorded["flow"]["hidden_units"] == 8
     # The run resumes on its own recorded data (moons, 300 points), not a default.
     assert metrics["test_num_points"] == 20000 and math.isfinite(metrics["test_nll"])
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("folder", None, "a directory, not a file"),
+    ("empty.csv", "", "no data rows"),
+    ("header.csv", "a,b\n", "no data rows"),
+    ("text.csv", "a,b\n1,2\n3,x\n", "row 3, column 2: 'x' is not a number"),
+    ("ragged.csv", "1,2\n3,4,5\n", "row 2 has 3 columns"),
+    ("nan.csv", "1,2\n" * 20 + "3,nan\n", "row 21 holds NaN or inf"),
+    ("one.csv", "1\n2\n", "1 column(s)"),
+    ("constant.csv", "".join(f"{i},5\n" for i in range(30)), "column 2 is constant"),
+    ("tiny.csv", "1,2\n3,5\n4,4\n", "3 rows; fitting a 2-column flow"),
+    ("huge.csv", "1,2\n" * 20 + "3,1e39\n", "beyond the float32 range"),
+])
+def test_fit_refuses_unusable_data_and_leaves_no_run(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_text(content)
+    out = tmp_path / "run"
+    result = invoke("fit", "--data", path, "--out", out, *TINY)
+    assert result.exit_code == 1, result.output
+    assert message in result.output and result.output.count("Error:") == 1
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_drop_nonfinite_trains_on_the_clean_rows(tmp_path):
+    from tfp_realnvp.data import make_toy
+
+    rows = make_toy("moons", 200, seed=3)
+    rows[[5, 50, 120], 1] = np.nan
+    np.savetxt(tmp_path / "holes.csv", rows, delimiter=",")
+    out = tmp_path / "run"
+    result = invoke("fit", "--data", tmp_path / "holes.csv", "--drop-nonfinite", "--out", out,
+                    *TINY)
+    assert result.exit_code == 0, result.output
+    assert "dropped 3 row(s) holding NaN or inf" in result.output
+    assert json.loads((out / "config.json").read_text())["data"]["num_rows"] == 197

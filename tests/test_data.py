@@ -85,3 +85,70 @@ def test_save_array_round_trips(tmp_path):
         data_lib.save_array(data, tmp_path / name)
         np.testing.assert_allclose(data_lib.load_array(tmp_path / name), data, rtol=1e-6)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.npy"]
+
+
+def _write(path, content):
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, np.ndarray):
+        np.save(path, content)
+    else:
+        path.write_text(content)
+    return path
+
+
+@pytest.mark.parametrize("name, content", [
+    ("semicolons.csv", "a;b;c\n1;2;3\n4.5;-6;0.7\n"),
+    ("tabs.tsv", "1\t2\t3\n4.5\t-6\t0.7\n"),
+    ("bom.csv", "\ufeffa,b,c\n1,2,3\n4.5,-6,0.7\n"),
+    ("windows.csv", "a,b,c\r\n1,2,3\r\n4.5,-6,0.7\r\n"),
+    ("blank_lines.csv", "\n\na,b,c\n1,2,3\n\n4.5,-6,0.7\n\n"),
+])
+def test_csv_dialects_are_read_alike(tmp_path, name, content):
+    loaded = data_lib.load_array(_write(tmp_path / name, content))
+    np.testing.assert_allclose(loaded, [[1, 2, 3], [4.5, -6, 0.7]], rtol=1e-6)
+
+
+def test_integer_npy_is_read_as_float32(tmp_path):
+    table = np.arange(12, dtype=np.int64).reshape(4, 3)
+    loaded = data_lib.load_array(_write(tmp_path / "ints.npy", table))
+    assert loaded.dtype == np.float32 and np.array_equal(loaded, table)
+
+
+def test_large_tables_load_with_the_vectorised_reader(tmp_path):
+    rows = np.random.default_rng(0).standard_normal((200_000, 5)).astype(np.float32)
+    path = tmp_path / "big.csv"
+    np.savetxt(path, rows, delimiter=",", fmt="%.6g", header="a,b,c,d,e", comments="")
+    loaded = data_lib.load_array(path)
+    assert loaded.shape == (200_000, 5)
+    np.testing.assert_allclose(loaded, rows, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("truncated.npy", b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, "
+                      b"'shape': (10, 3), }" + b" " * 60 + b"\n" + b"\x00" * 16,
+     r"not a readable .npy array"),
+    ("pickled.npy", np.array([{"a": 1}, None], dtype=object), r"not a readable .npy array"),
+    ("strings.npy", np.array([["1", "2"], ["3", "4"]]), r"expected a real numeric array"),
+    ("cube.npy", np.zeros((4, 3, 2)), r"expected a 2-D table \[rows, columns\]; got shape"),
+    ("huge.csv", "1,2\n3,1e39\n", r"row 2, column 2: 1e\+39 is beyond the float32 range"),
+])
+def test_unusable_files_are_refused(tmp_path, name, content, message):
+    with pytest.raises(DataError, match=message):
+        data_lib.load_array(_write(tmp_path / name, content))
+
+
+def test_constant_columns_and_tiny_tables_cannot_be_fitted():
+    table = np.random.default_rng(1).standard_normal((50, 3))
+    table[:, 1] = 7.0
+    with pytest.raises(DataError, match=r"column 2 is constant \(every row is 7\)"):
+        data_lib.check_trainable(table)
+    with pytest.raises(DataError, match=r"6 rows; fitting a 3-column flow .* at least 10"):
+        data_lib.check_trainable(np.random.default_rng(2).standard_normal((6, 3)))
+
+
+def test_drop_nonfinite_rows_counts_them():
+    table = np.arange(12.0).reshape(6, 2)
+    table[1, 0], table[4, 1] = np.nan, np.inf
+    kept, dropped = data_lib.drop_nonfinite_rows(table)
+    assert dropped == 2 and kept.shape == (4, 2) and np.isfinite(kept).all()

@@ -54,6 +54,7 @@ def choose(num_rows: int, dim: int, time_budget: float | None = None) -> Choice:
         return Choice(flow, train, reasons)
 
     members = next(m for limit, m in MEMBERS_BY_ROWS if num_rows <= limit)
+    members = max(1, min(members, num_rows // 5))  # a fold of at least 5 rows each
     reasons["ensemble_size"] = (
         f"{members} members (20 up to 5,000 rows, then 10, 5, 3, 1 above 500,000), each "
         "holding out its own fold: averaging members fitted on different folds lowered "

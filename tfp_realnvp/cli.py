@@ -132,6 +132,8 @@ def cli() -> None:
               help="Run directory (default: runs/<data>-<timestamp>).")
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out from its checkpoint, on its own data.")
+@click.option("--drop-nonfinite", is_flag=True,
+              help="Drop rows of --data holding NaN or inf (says how many) instead of refusing.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the toy data, the split, the shuffle and the weights.")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="default",
@@ -142,8 +144,8 @@ def cli() -> None:
 @config_options(FlowConfig, TrainConfig)
 @click.pass_context
 def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume: bool,
-        dataset: str, num_points: int, noise: float, seed: int, strategy: str, quiet: bool,
-        export_base: Path | None, **options: Any) -> None:
+        drop_nonfinite: bool, dataset: str, num_points: int, noise: float, seed: int,
+        strategy: str, quiet: bool, export_base: Path | None, **options: Any) -> None:
     """Train a flow. With no arguments: two moons (3000 points, noise 0.05).
 
     Settings not given are chosen from the table's shape (see `tfp_realnvp.auto`) and
@@ -157,10 +159,10 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
             changes = {k: v for k, v in options.items() if v is not None}
             if seed_given:
                 changes.update(seed=seed, mixing_seed=seed)
-            result = _resume(run_dir, data_file, strategy, quiet, changes)
+            result = _resume(run_dir, data_file, drop_nonfinite, strategy, quiet, changes)
         else:
             if data_file is not None:
-                data = tfp_realnvp.data.load_array(data_file)
+                data = _read_data(data_file, drop_nonfinite)
                 data_info = {"source": str(data_file), "num_rows": len(data)}
             else:
                 data = tfp_realnvp.data.make_toy(dataset, num_points, noise, seed)
@@ -185,11 +187,20 @@ def _default_run_dir(source: str) -> Path:
     return Path("runs") / f"{source}-{stamp}"
 
 
-def _resume(run_dir: Path, data_file: Path | None, strategy: str, quiet: bool,
-            changes: dict[str, Any]):
+def _read_data(path: Path, drop_nonfinite: bool):
+    """A data file's rows; with `drop_nonfinite`, without the rows holding NaN or inf."""
+    table = tfp_realnvp.data.read_table(path)
+    if drop_nonfinite and table.ndim == 2:
+        table, dropped = tfp_realnvp.data.drop_nonfinite_rows(table)
+        click.echo(f"{path}: dropped {dropped} row(s) holding NaN or inf", err=True)
+    return tfp_realnvp.data.validate_array(table, source=str(path))
+
+
+def _resume(run_dir: Path, data_file: Path | None, drop_nonfinite: bool, strategy: str,
+            quiet: bool, changes: dict[str, Any]):
     stored = tfp_realnvp.rundir.RunDir(run_dir).read_config()
     data = _recorded_data(stored.data) if data_file is None else \
-        tfp_realnvp.data.load_array(data_file)
+        _read_data(data_file, drop_nonfinite)
     with _progress(changes.get("epochs", stored.train.epochs), quiet) as on_epoch:
         return tfp_realnvp.resume(run_dir, data,
                                   strategy=tfp_realnvp.train.make_strategy(strategy),

@@ -52,29 +52,83 @@ def load_array(path: str | os.PathLike) -> np.ndarray:
     """Loads a 2-D float32 table from `.npy` or CSV (an optional header row is skipped).
 
     Args:
-      path: a `.npy` file (numeric, not pickled) or a CSV file (anything else).
+      path: a `.npy` file (numeric, not pickled) or a CSV file (anything else; commas,
+        semicolons or tabs, a UTF-8 byte-order mark and Windows line endings are fine).
 
     Raises:
       DataFileNotFoundError: no such file, or a directory.
       DataError: a non-numeric cell, a ragged row, NaN/inf, fewer than 2 columns, ...;
         the message names the file, row and column.
     """
+    return validate_array(read_table(path), source=str(path))
+
+
+def read_table(path: str | os.PathLike) -> np.ndarray:
+    """Parses a `.npy` or CSV file into a float64 array, checking its format only (values
+    are checked by `validate_array`)."""
     path = Path(path)
     if not path.is_file():
         what = "a directory, not a file" if path.is_dir() else "no such file"
         raise DataFileNotFoundError(f"{path}: {what}. Pass a .csv or .npy file of numeric rows.")
-    array = _load_npy(path) if path.suffix.lower() == ".npy" else _load_csv(path)
-    return validate_array(array, source=str(path))
+    return _load_npy(path) if path.suffix.lower() == ".npy" else _load_csv(path)
+
+
+def drop_nonfinite_rows(array: np.ndarray) -> tuple[np.ndarray, int]:
+    """The rows of a 2-D array without NaN or inf, and how many were dropped."""
+    keep = np.isfinite(array).all(axis=1)
+    return array[keep], int((~keep).sum())
 
 
 def _load_npy(path: Path) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, EOFError) as error:
         raise DataError(f"{path}: not a readable .npy array of numbers ({error}).") from None
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise DataError(f"{path}: expected a real numeric array; got dtype {array.dtype}.")
-    return array
+    return array.astype(np.float64)
+
+
+CSV_DELIMITERS = ",;\t"
+
+
+def _load_csv(path: Path) -> np.ndarray:
+    """NumPy's C parser for the table; on failure the row-by-row parser finds the bad
+    cell for the message. The delimiter (comma, semicolon or tab) is detected from the
+    first lines, a UTF-8 byte-order mark is skipped."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        head = [line for line in (handle.readline() for _ in range(5)) if line.strip()]
+    if not head:
+        raise DataError(f"{path}: no data rows. Expected rows of at least 2 numeric columns.")
+    delimiter = _delimiter(head)
+    header = 0 if _is_numeric_row(next(csv.reader(head[:1], delimiter=delimiter))) else 1
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            table = np.loadtxt(handle, delimiter=delimiter, skiprows=_first_rows(path, header),
+                               ndmin=2, dtype=np.float64)
+    except ValueError:
+        table = _parse_csv_rows(path, delimiter)  # raises the precise DataError
+    if table.size == 0:
+        raise DataError(f"{path}: no data rows. Expected rows of at least 2 numeric columns.")
+    return table
+
+
+def _delimiter(lines: list[str]) -> str:
+    try:
+        return csv.Sniffer().sniff("".join(lines), delimiters=CSV_DELIMITERS).delimiter
+    except csv.Error:
+        return ","  # one column, or nothing to tell: the comma
+
+
+def _first_rows(path: Path, header: int) -> int:
+    """Lines to skip: blank lines before the first row, then the header if there is one."""
+    if not header:
+        return 0
+    with open(path, encoding="utf-8-sig") as handle:
+        for skipped, line in enumerate(handle, start=1):
+            if line.strip():
+                return skipped
+    return 0
 
 
 def _parse_row(cells: list[str], line: int, path: Path) -> list[float]:
@@ -90,9 +144,9 @@ def _parse_row(cells: list[str], line: int, path: Path) -> list[float]:
     return values
 
 
-def _load_csv(path: Path) -> np.ndarray:
-    with open(path, newline="") as handle:
-        numbered = enumerate(csv.reader(handle), start=1)
+def _parse_csv_rows(path: Path, delimiter: str) -> np.ndarray:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        numbered = enumerate(csv.reader(handle, delimiter=delimiter), start=1)
         rows = [(i, r) for i, r in numbered if any(c.strip() for c in r)]
     if rows and not _is_numeric_row(rows[0][1]):
         rows = rows[1:]  # header
@@ -123,7 +177,8 @@ def validate_array(
     """Checks a table of events and returns it as float32 `[N, D]`.
 
     Rejects: not 2-D, no rows, fewer than 2 columns, a width other than `expected_width`,
-    non-finite values (naming the first bad row, 1-based), values float32 cannot hold.
+    non-finite values (naming the first bad row, 1-based), values float32 cannot hold
+    (naming the row and column).
 
     Args:
       array: anything `np.asarray` takes.
@@ -131,6 +186,9 @@ def validate_array(
       expected_width: the columns a model expects, or None.
     """
     array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype,
+                                                                    np.complexfloating):
+        raise DataError(f"{source}: expected real numbers; got dtype {array.dtype}.")
     if array.ndim != 2:
         raise DataError(
             f"{source}: expected a 2-D table [rows, columns]; got shape {array.shape}."
@@ -152,11 +210,32 @@ def validate_array(
         rows = np.flatnonzero(bad)
         raise DataError(
             f"{source}: row {rows[0] + 1} holds NaN or inf ({len(rows)} bad row(s) in all). "
-            "Remove or impute them."
+            "Remove or impute them (the CLI's --drop-nonfinite drops them)."
         )
-    if np.abs(array).max() > np.finfo(np.float32).max:
-        raise DataError(f"{source}: values exceed the float32 range.")
+    too_big = np.abs(array) > np.finfo(np.float32).max
+    if too_big.any():
+        row, column = np.argwhere(too_big)[0]
+        raise DataError(
+            f"{source}: row {row + 1}, column {column + 1}: {array[row, column]:g} is beyond "
+            "the float32 range (|x| <= 3.4e38); rescale that column.")
     return array.astype(np.float32)
+
+
+def check_trainable(data: np.ndarray, source: str = "data") -> None:
+    """Refuses tables a density cannot be fitted to: too few rows, or a constant column
+    (all its mass on one value: an infinite density, never a number)."""
+    rows, columns = data.shape
+    needed = max(10, columns + 2)
+    if rows < needed:
+        raise DataError(
+            f"{source}: {rows} rows; fitting a {columns}-column flow and holding rows out "
+            f"for validation needs at least {needed}.")
+    constant = np.flatnonzero(np.ptp(data, axis=0) == 0)
+    if constant.size:
+        column = int(constant[0])
+        raise DataError(
+            f"{source}: column {column + 1} is constant (every row is "
+            f"{data[0, column]:g}); a density over it would be infinite. Drop the column.")
 
 
 def train_validation_split(
@@ -190,7 +269,7 @@ def kfold_splits(data: np.ndarray, num_splits: int, seed: int,
     beyond the members are never held out, so every member still trains on at least 90%
     of the rows.
     """
-    num_folds = max(num_splits, min_folds)
+    num_folds = max(num_splits, min(min_folds, len(data) // 2))
     if len(data) < 2 * num_folds:
         raise DataError(
             f"{num_splits} ensemble members hold out one of {num_folds} folds each and need "

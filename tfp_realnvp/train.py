@@ -273,6 +273,7 @@ def fit(
         or chosen), e.g. the options a user typed.
     """
     data = data_lib.validate_array(data)
+    data_lib.check_trainable(data, (data_info or {}).get("source", "data"))
     chosen = auto.choose(*data.shape)
     settings = dict(settings or {})
     auto_record = {"rows": data.shape[0], "dim": data.shape[1],
