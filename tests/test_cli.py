@@ -170,3 +170,16 @@ def test_drop_nonfinite_trains_on_the_clean_rows(tmp_path):
     assert result.exit_code == 0, result.output
     assert "dropped 3 row(s) holding NaN or inf" in result.output
     assert json.loads((out / "config.json").read_text())["data"]["num_rows"] == 197
+
+
+def test_tensorflow_start_up_lines_do_not_reach_the_user(run_dir):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-m", "tfp_realnvp", "sample", str(run_dir), "-n",
+                             "2"], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.strip().splitlines()) == 2
+    for noise in ("oneDNN", "cudart", "cuInit", "absl::InitializeLog", "cpu_feature_guard"):
+        assert noise not in result.stderr, result.stderr

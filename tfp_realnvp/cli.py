@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import json
 import os
+import sys
 import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,6 +49,31 @@ def main() -> None:
     """Console entry point: quiets TensorFlow's C++ start-up logging, then runs the CLI."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     cli()
+
+
+def start_tensorflow() -> None:
+    """Imports TensorFlow and initialises its devices with the process's stderr (the file
+    descriptor, where its C++ code writes) pointed at /dev/null.
+
+    TensorFlow 2.21 prints oneDNN, cudart and cuInit lines before its logging is
+    configured, whatever TF_CPP_MIN_LOG_LEVEL says; a CLI user should see our output, not
+    those. Python errors are unaffected: an import failure raises after stderr is back.
+    Commands that need TensorFlow call this first; `--help` never does.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_logical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 @contextlib.contextmanager
@@ -153,6 +179,7 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
     """
     if resume and run_dir is None:
         raise click.UsageError("--resume needs --out RUN_DIR naming the run to continue.")
+    start_tensorflow()
     with reported_errors():
         if resume:
             seed_given = ctx.get_parameter_source("seed") != click.core.ParameterSource.DEFAULT
@@ -254,6 +281,7 @@ def _report_fit(run_dir: Path, metrics: dict[str, Any]) -> None:
 
 
 def _export_and_report(source: Path, base_dir: Path, name: str, version: int | None) -> None:
+    start_tensorflow()
     with reported_errors():
         target = tfp_realnvp.export(source, base_dir, name=name, version=version)
     click.echo(f"exported SavedModel: {target}")
@@ -281,6 +309,7 @@ def sample(model_dir: Path, num_samples: int, seed: int, output: Path | None) ->
     """Draw samples (in data units) from a run directory or an export."""
     if output is not None and output.suffix.lower() not in (".csv", ".npy"):
         raise click.UsageError(f"--output must end in .csv or .npy; got {output.name!r}.")
+    start_tensorflow()
     with reported_errors():
         flow = tfp_realnvp.load(model_dir)
         samples = tfp_realnvp.sampling.sample_flow(flow, num_samples, seed)
@@ -304,6 +333,7 @@ def evaluate(model_dir: Path, data_file: Path, per_row_file: Path | None,
     """Negative log-likelihood of a data file: mean (nats, bits/dim), median, p99, max."""
     if per_row_file is not None and per_row_file.suffix.lower() not in (".csv", ".npy"):
         raise click.UsageError(f"--per-row must end in .csv or .npy; got {per_row_file.name!r}.")
+    start_tensorflow()
     with reported_errors():
         flow = tfp_realnvp.load(model_dir)
         data = tfp_realnvp.data.validate_array(
@@ -364,6 +394,7 @@ def bench_quality(tables: tuple[str, ...], methods: tuple[str, ...], seeds: tupl
         click.echo(f"{record['table']} seed {record['seed']} {record['method']}: "
                    f"{record['nll']:.3f} nats ({record['seconds']:.1f} s)", err=True)
 
+    start_tensorflow()
     with reported_errors():
         records = quality.run_quality(tables, methods, seeds, max_epochs, on_result=progress)
     click.echo(json.dumps(records, indent=2) if as_json else quality.format_table(records))
