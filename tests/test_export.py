@@ -319,3 +319,69 @@ def test_concurrent_exports_get_distinct_complete_versions(trained, tmp_path):
         assert (folder / "saved_model.pb").is_file()
         assert (folder / "variables" / "variables.index").is_file()
         assert (folder / "assets.extra" / "flow_config.json").is_file()
+
+
+REQUESTS_LOADER = """
+    import json, sys
+    import numpy as np
+    from serving_capi import CApiSavedModel
+    payload = json.load(sys.stdin)
+    dim, out = payload["dim"], {}
+
+    def attempt(name, signature, feed):
+        try:
+            result = model.run(signature, feed)
+            out[name] = {k: np.asarray(v).tolist() for k, v in result.items()}
+        except RuntimeError as error:
+            out[name] = {"error": str(error)}
+
+    with CApiSavedModel(payload["path"]) as model:
+        x = np.asarray(payload["x"], "float32")
+        attempt("nan_row", "log_prob", {"x": x})
+        attempt("empty", "log_prob", {"x": np.zeros((0, dim), "float32")})
+        attempt("rank_3", "log_prob", {"x": np.zeros((2, 1, dim), "float32")})
+        seed = np.array([1, 2], "int32")
+        for name, n in (("negative", -3), ("huge", 2_000_000), ("zero", 0)):
+            attempt(name, "sample", {"num_samples": np.array(n, "int32"), "seed": seed})
+    print(json.dumps(out))
+"""
+
+
+def test_bad_requests_get_clear_errors_or_correct_answers(trained):
+    """Through the C API loader (TF Serving's); float64 through the TF1 session loader."""
+    _, version_dir, flow = trained
+    x = make_toy("moons", 4, seed=14)
+    x[2, 1] = np.nan
+    got = run_fresh_python(REQUESTS_LOADER, {"path": str(version_dir), "dim": 2,
+                                             "x": x.tolist()})
+    log_prob = np.asarray(got["nan_row"]["log_prob"], dtype=float)
+    expected = flow.log_prob(x).numpy()
+    assert np.isnan(log_prob[2]) and np.all(np.isfinite(log_prob[[0, 1, 3]]))
+    np.testing.assert_allclose(log_prob[[0, 1, 3]], expected[[0, 1, 3]], atol=1e-5)
+    assert got["empty"] == {"log_prob": []}
+    assert "expected shape [?,2]" in got["rank_3"]["error"]
+    assert "num_samples must be >= 0" in got["negative"]["error"]
+    assert "num_samples must be <= 1000000 per request" in got["huge"]["error"]
+    assert got["zero"] == {"samples": []}
+    double = run_fresh_python(FLOAT64_TF1, {"path": str(version_dir), "x": x[[0, 1]].tolist()})
+    if "error" in double:  # refusing is fine, if it says why
+        assert "double" in double["error"] or "float64" in double["error"]
+    else:  # converting is fine, if the answer is right
+        np.testing.assert_allclose(double["log_prob"], expected[[0, 1]], atol=1e-5)
+
+
+FLOAT64_TF1 = """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    payload = json.load(sys.stdin)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], payload["path"])
+        signature = meta.signature_def["log_prob"]
+        feed = {signature.inputs["x"].name: np.asarray(payload["x"], "float64")}
+        try:
+            value = session.run(signature.outputs["log_prob"].name, feed_dict=feed)
+            print(json.dumps({"log_prob": value.tolist()}))
+        except Exception as error:
+            print(json.dumps({"error": str(error)}))
+"""

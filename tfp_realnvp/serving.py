@@ -41,6 +41,8 @@ tfd = tfp.distributions
 EXPORT_INFO_FILE = "export_info.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
 SIGNATURES = ("serving_default", "log_prob", "sample", "encode", "decode")
+# One `sample` request draws at most this many rows (a bound on a server's memory per call).
+MAX_SAMPLES = 1_000_000
 
 
 class FlowServingModule(tf.Module):
@@ -48,7 +50,9 @@ class FlowServingModule(tf.Module):
 
     Every input is shape-checked in the graph (`EnsureShape`), so a request of the wrong
     rank or width fails with an InvalidArgument error naming the expected shape, which TF
-    Serving returns to the client. Sampling takes an int32 `[2]` seed and lowers to
+    Serving returns to the client. Rows are scored independently: a row holding NaN gets a
+    NaN log_prob, the others their own values; an empty batch gets an empty answer.
+    `num_samples` must be in [0, MAX_SAMPLES]. Sampling takes an int32 `[2]` seed and lowers to
     stateless random ops: the same seed gives the same samples on every server.
     """
 
@@ -92,9 +96,13 @@ class FlowServingModule(tf.Module):
     def _sample(self, num_samples, seed, context=None):
         num_samples = tf.ensure_shape(num_samples, [], name="check_num_samples_is_scalar")
         seed = tf.ensure_shape(seed, [2], name="check_seed_is_2_int32")
-        checked = tf.debugging.assert_non_negative(
-            num_samples, message="num_samples must be >= 0")
-        with tf.control_dependencies([checked]):
+        checks = [
+            tf.debugging.assert_non_negative(num_samples, message="num_samples must be >= 0"),
+            tf.debugging.assert_less_equal(
+                num_samples, MAX_SAMPLES,
+                message=f"num_samples must be <= {MAX_SAMPLES} per request (ask several times)"),
+        ]
+        with tf.control_dependencies(checks):
             samples = self.flow.sample(num_samples, seed=seed, **self._kwargs(context))
         return {"samples": samples}
 
@@ -166,6 +174,7 @@ def _write_assets(version_dir: Path, name: str, config: FlowConfig,
         "context_dim": config.context_dim,
         "ensemble_size": config.ensemble_size,
         "signatures": list(SIGNATURES),
+        "max_samples_per_request": MAX_SAMPLES,
         "note": "Serve with TensorFlow Serving built from TensorFlow >= tensorflow_version.",
     }
     (extra / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
