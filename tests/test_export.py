@@ -385,3 +385,51 @@ FLOAT64_TF1 = """
         except Exception as error:
             print(json.dumps({"error": str(error)}))
 """
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("no_variables", "no variables/ (an incomplete export)"),
+    ("truncated_pb", "saved_model.pb is unreadable (truncated or not a SavedModel)"),
+    ("no_config", "no assets.extra/flow_config.json"),
+    ("bad_weights", "the weights are missing, unreadable or do not fit"),
+])
+def test_corrupt_exports_get_one_clear_message(trained, tmp_path, damage, message):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from tfp_realnvp.cli import cli
+
+    _, version_dir, _ = trained
+    broken = tmp_path / "realnvp" / "1"
+    shutil.copytree(version_dir, broken)
+    if damage == "no_variables":
+        shutil.rmtree(broken / "variables")
+    elif damage == "truncated_pb":
+        pb = broken / "saved_model.pb"
+        pb.write_bytes(pb.read_bytes()[:200])
+    elif damage == "no_config":
+        (broken / "assets.extra" / "flow_config.json").unlink()
+    else:
+        (broken / "variables" / "variables.data-00000-of-00001").write_bytes(b"garbage")
+    np.save(tmp_path / "x.npy", make_toy("moons", 10, seed=15))
+    for args in (["sample", str(broken), "-n", "3"],
+                 ["evaluate", str(broken), "--data", str(tmp_path / "x.npy")]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert message in result.output and "Traceback" not in result.output
+
+
+def test_an_unfinished_run_says_to_resume(tmp_path):
+    from click.testing import CliRunner
+
+    from tfp_realnvp.cli import cli
+
+    data = make_toy("moons", 300, seed=16)
+    with pytest.raises(KeyboardInterrupt):
+        train_lib.fit(data, tmp_path / "run", FlowConfig(num_couplings=2, hidden_units=8),
+                      train_lib.TrainConfig(epochs=5, checkpoint_every=1),
+                      on_epoch=lambda record: (_ for _ in ()).throw(KeyboardInterrupt))
+    result = CliRunner().invoke(cli, ["sample", str(tmp_path / "run"), "-n", "2"])
+    assert result.exit_code == 1
+    assert "training has not finished; resume it" in result.output

@@ -240,8 +240,15 @@ def _process_alive(pid: int) -> bool:
 
 def restore_weights(flow: tfd.Distribution, prefix: str | os.PathLike) -> None:
     """Reads checkpointed weights saved under the key `flow` (a run's model/ or an export's
-    variables/) into a flow built from the same config."""
-    tf.train.Checkpoint(flow=flow).read(str(prefix)).assert_existing_objects_matched()
+    variables/) into a flow built from the same config; ModelNotFoundError when they are
+    missing, unreadable or do not fit the config."""
+    try:
+        tf.train.Checkpoint(flow=flow).read(str(prefix)).assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError, OSError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ModelNotFoundError(
+            f"{prefix}: the weights are missing, unreadable or do not fit the model's config "
+            f"({type(error).__name__}: {first_line[:200]}).") from None
 
 
 def export_version_dir(path: str | os.PathLike) -> Path | None:
@@ -256,6 +263,22 @@ def export_version_dir(path: str | os.PathLike) -> Path | None:
         if versions:
             return path / str(max(versions))
     return None
+
+
+def _check_saved_model(version_dir: Path) -> None:
+    """A SavedModel a server could load: saved_model.pb parses and variables/ is there."""
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    try:
+        saved_model_pb2.SavedModel.FromString((version_dir / SAVED_MODEL_FILE).read_bytes())
+    except DecodeError:
+        raise ModelNotFoundError(
+            f"{version_dir}: {SAVED_MODEL_FILE} is unreadable (truncated or not a SavedModel); "
+            "export the run again.") from None
+    if not (version_dir / "variables" / "variables.index").is_file():
+        raise ModelNotFoundError(
+            f"{version_dir}: no variables/ (an incomplete export); export the run again.")
 
 
 def read_export_config(version_dir: Path) -> FlowConfig:
@@ -288,6 +311,7 @@ class Model:
     def load(self) -> tfd.Distribution:
         if self.kind == "run":
             return RunDir(self.path).load_flow()
+        _check_saved_model(self.path)
         flow = build_flow(self.config)
         restore_weights(flow, self.path / "variables" / "variables")
         return flow
