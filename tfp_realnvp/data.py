@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -219,6 +220,15 @@ def validate_array(
             f"{source}: row {row + 1}, column {column + 1}: {array[row, column]:g} is beyond "
             "the float32 range (|x| <= 3.4e38); rescale that column.")
     return array.astype(np.float32)
+
+
+def content_hash(data: np.ndarray) -> str:
+    """SHA-256 of a validated table's float32 values and shape: a run records it, and a
+    resumed run checks its data against it."""
+    table = np.ascontiguousarray(data, dtype=np.float32)
+    digest = hashlib.sha256(str(table.shape).encode())
+    digest.update(table.tobytes())
+    return digest.hexdigest()
 
 
 def check_trainable(data: np.ndarray, source: str = "data") -> None:

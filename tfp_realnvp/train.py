@@ -25,7 +25,12 @@ from tfp_realnvp import auto
 from tfp_realnvp import data as data_lib
 from tfp_realnvp.config import STRATEGIES, FlowConfig, TrainConfig, settings
 from tfp_realnvp.ensemble import FoldAffine, stacked_flow
-from tfp_realnvp.errors import ConfigError, TrainingDivergedError, TrainingInterruptedError
+from tfp_realnvp.errors import (
+    ConfigError,
+    DataError,
+    TrainingDivergedError,
+    TrainingInterruptedError,
+)
 from tfp_realnvp.flow import build_flow
 from tfp_realnvp.rundir import RunConfig, RunDir
 
@@ -293,7 +298,8 @@ def fit(
     run = RunDir(run_dir)
     run.create()
     run.write_config(RunConfig(flow_config, train_config, {
-        **(data_info or {}), "num_train": len(splits[0][0]),
+        **(data_info or {}), "sha256": data_lib.content_hash(data),
+        "num_train": len(splits[0][0]),
         "num_validation": len(splits[0][1])}, auto_record))
     trainer = Trainer(flow_config, train_config, splits, strategy or make_strategy())
     trainer.set_fold_maps()
@@ -350,6 +356,12 @@ def resume(
     if train_config != stored.train:
         run.write_config(dataclasses.replace(stored, train=train_config))
     data = data_lib.validate_array(data, expected_width=stored.flow.event_dim)
+    recorded = stored.data.get("sha256")
+    if recorded is not None and data_lib.content_hash(data) != recorded:
+        raise DataError(
+            f"{run.path} was trained on {stored.data.get('source', 'other data')} "
+            f"(sha256 {recorded[:12]}...); the data given differs (sha256 "
+            f"{data_lib.content_hash(data)[:12]}...). Resume with the run's own data.")
     splits = _splits(data, stored.flow, train_config)
     trainer = Trainer(stored.flow, train_config, splits, strategy or make_strategy())
     manager = trainer.checkpoint_manager(run)
