@@ -143,11 +143,19 @@ def test_resume_applies_epochs_and_refuses_architecture_changes(tmp_path):
     ("constant.csv", "".join(f"{i},5\n" for i in range(30)), "column 2 is constant"),
     ("tiny.csv", "1,2\n3,5\n4,4\n", "3 rows; fitting a 2-column flow"),
     ("huge.csv", "1,2\n" * 20 + "3,1e39\n", "beyond the float32 range"),
+    ("truncated.npy", b"\x93NUMPY\x01\x00", "not a readable .npy array"),
+    ("pickled.npy", np.array([{"a": 1}], dtype=object), "not a readable .npy array"),
+    ("strings.npy", np.array([["a", "b"]] * 20), "expected a real numeric array"),
+    ("cube.npy", np.zeros((20, 2, 2)), "expected a 2-D table"),
 ])
 def test_fit_refuses_unusable_data_and_leaves_no_run(tmp_path, name, content, message):
     path = tmp_path / name
     if content is None:
         path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, np.ndarray):
+        np.save(path, content)
     else:
         path.write_text(content)
     out = tmp_path / "run"

@@ -433,3 +433,15 @@ def test_an_unfinished_run_says_to_resume(tmp_path):
     result = CliRunner().invoke(cli, ["sample", str(tmp_path / "run"), "-n", "2"])
     assert result.exit_code == 1
     assert "training has not finished; resume it" in result.output
+
+
+def test_a_failed_export_leaves_nothing_a_server_could_pick_up(trained, tmp_path, monkeypatch):
+    root, _, _ = trained
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tf.saved_model, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        tfp_realnvp.export(root / "run", tmp_path)
+    assert list((tmp_path / "realnvp").iterdir()) == []  # no version, no hidden staging

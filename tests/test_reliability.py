@@ -72,7 +72,7 @@ def uninterrupted(table, tmp_path_factory):
     return outcome(run_dir, np.load(table))
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("signal_number", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_resume_after_a_kill_ends_exactly_like_the_uninterrupted_run(
         table, uninterrupted, tmp_path, signal_number):
     run_dir = tmp_path / "run"
@@ -80,9 +80,10 @@ def test_resume_after_a_kill_ends_exactly_like_the_uninterrupted_run(
     interrupt_after(process, run_dir, 3, signal_number)
     _, stderr = process.communicate(timeout=120)
     killed = signal_number == signal.SIGKILL
-    assert process.returncode == (-signal.SIGKILL if killed else 128 + signal.SIGTERM)
-    if not killed:  # SIGTERM: a clean stop, a message and a checkpoint
-        assert "Stopped by SIGTERM after epoch" in stderr and "--resume" in stderr
+    assert process.returncode == (-signal.SIGKILL if killed else 128 + signal_number)
+    if not killed:  # SIGTERM, SIGINT (Ctrl-C): a clean stop, a message and a checkpoint
+        name = signal.Signals(signal_number).name
+        assert f"Stopped by {name} after epoch" in stderr and "--resume" in stderr
         assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
     assert not (run_dir / "model").exists()
     stopped_at = epochs_checkpointed(run_dir)

@@ -154,17 +154,32 @@ class Coupling(tfb.Bijector):
         """The elementwise bijector of `x_b` that `params` describe."""
         raise NotImplementedError
 
+    # The dtype the inner bijector computes in (None: the events' own).
+    inner_dtype: tf.DType | None = None
+
+    def _inner(self, x_a: tf.Tensor, context: tf.Tensor | None) -> tfb.Bijector:
+        params = self._conditioner_output(x_a, context)
+        if self.inner_dtype is not None:
+            params = tf.cast(params, self.inner_dtype)
+        return self._inner_bijector(params)
+
+    def _apply(self, inner_fn, x_b: tf.Tensor, log_det_fn) -> tuple[tf.Tensor, tf.Tensor]:
+        """`inner_fn(x_b)` and its log-det, computed in `inner_dtype`, returned in x's."""
+        inside = x_b if self.inner_dtype is None else tf.cast(x_b, self.inner_dtype)
+        out, log_det = inner_fn(inside), log_det_fn(inside, event_ndims=1)
+        return tf.cast(out, x_b.dtype), tf.cast(log_det, x_b.dtype)
+
     def _augmented_forward(self, x: tf.Tensor, context: tf.Tensor | None = None):
         x_a, x_b = self._split(x)
-        inner = self._inner_bijector(self._conditioner_output(x_a, context))
-        fldj = inner.forward_log_det_jacobian(x_b, event_ndims=1)
-        return self._merge(x_a, inner.forward(x_b)), {"fldj": fldj, "ildj": -fldj}
+        inner = self._inner(x_a, context)
+        y_b, fldj = self._apply(inner.forward, x_b, inner.forward_log_det_jacobian)
+        return self._merge(x_a, y_b), {"fldj": fldj, "ildj": -fldj}
 
     def _augmented_inverse(self, y: tf.Tensor, context: tf.Tensor | None = None):
         y_a, y_b = self._split(y)
-        inner = self._inner_bijector(self._conditioner_output(y_a, context))
-        ildj = inner.inverse_log_det_jacobian(y_b, event_ndims=1)
-        return self._merge(y_a, inner.inverse(y_b)), {"ildj": ildj, "fldj": -ildj}
+        inner = self._inner(y_a, context)
+        x_b, ildj = self._apply(inner.inverse, y_b, inner.inverse_log_det_jacobian)
+        return self._merge(y_a, x_b), {"ildj": ildj, "fldj": -ildj}
 
     def _forward(self, x, **kwargs):
         return self._augmented_forward(x, **kwargs)[0]
@@ -245,10 +260,18 @@ class SplineCoupling(Coupling):
     ```
     widths = min_bin + (2 bound - K min_bin) softmax(raw_w) (heights alike), slopes =
     min_slope + softplus(raw_d + c) with c chosen so that a zero conditioner output gives
-    slope 1: a fresh coupling is the identity. The map moves a point by at most 2 bound and
-    its log-slope is at least log(min_slope), so far from the data the flow's density falls
-    off like its base's: the tails stay honest.
+    slope 1: a fresh coupling is the identity. The spline is computed in float64: its
+    inverse solves a quadratic that float32 gets wrong in steep or flat bins (hypothesis
+    found float32 round trips off by 10; soft-clamping the raw outputs instead cost 0.01-0.06
+    nats on the 2-D toys). The map moves a point by at most 2 bound and its log-slope is at
+    least log(min_slope), so far from the data the flow's density falls off like its base's:
+    the tails stay honest.
     """
+
+    # Inverting a spline solves a quadratic per point; in float32 that loses the answer in
+    # steep or flat bins (a 3.6-wide bin 0.0035 high: round trip off by 0.67, exact in
+    # float64). The spline itself is a few elementwise ops: float64 costs little.
+    inner_dtype = tf.float64
 
     def __init__(self, event_dim: int, num_conditioning: int, conditioner: Conditioner,
                  num_bins: int = 8, bound: float = 4.0, min_bin: float = 1e-3,
