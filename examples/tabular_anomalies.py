@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true",
                         help="a few seconds: 2 flows, 3 s of training (tests)")
     args = parser.parse_args(argv)
-    settings = {"ensemble_size": 2, "time_budget": 3.0, "seed": args.seed} if args.quick \
+    settings = {"ensemble_size": 2, "num_couplings": 2, "time_budget": 3.0,
+                "seed": args.seed} if args.quick \
         else {"seed": args.seed}
     return run(args.out, seed=args.seed, settings=settings)
 
