@@ -92,7 +92,8 @@ def run(out: Path, num_fresh: int = 20_000, settings: dict[str, Any] | None = No
             "generated_on_arc": on_arc, "data_on_arc": data_on_arc, "nll": nll,
             "gaussian_validation_nll": metrics["initial_validation_nll"],
             "best_validation_nll": metrics["best_validation_nll"],
-            "figure": str(figure), "version_dir": str(version_dir),
+            "figure": str(figure), "run_dir": str(result.run_dir),
+            "version_dir": str(version_dir),
             "reloaded_nll": reloaded_nll}
 
 
