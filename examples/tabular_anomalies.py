@@ -15,7 +15,7 @@ ask how well the scores separate planted from real rows (ROC AUC: 0.5 is chance)
 many planted rows are flagged and how many real ones are (false alarms), against the
 full-covariance Gaussian of the training rows, which is where the flow starts.
 
-Run: python examples/tabular_anomalies.py [--out RUN_DIR] [--quick]
+Run: python examples/tabular_anomalies.py [--out RUN_DIR] [--time-budget S] [--quick]
 """
 
 from __future__ import annotations
@@ -149,12 +149,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=Path(f"runs/example-anomalies-{stamp}"),
                         help="the run directory (new or empty)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--time-budget", type=float,
+                        help="seconds of training (default: what fit chooses, 45)")
     parser.add_argument("--quick", action="store_true",
                         help="a few seconds: 2 flows, 3 s of training (tests)")
     args = parser.parse_args(argv)
     settings = {"ensemble_size": 2, "num_couplings": 2, "time_budget": 3.0,
                 "seed": args.seed} if args.quick \
         else {"seed": args.seed}
+    if args.time_budget is not None:
+        settings["time_budget"] = args.time_budget
     return run(args.out, seed=args.seed, settings=settings)
 
 
