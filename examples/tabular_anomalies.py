@@ -35,6 +35,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 import tfp_realnvp  # noqa: E402
+from tfp_realnvp.ensemble import num_members  # noqa: E402
 from tfp_realnvp.scoring import per_row_nll  # noqa: E402
 
 KINDS = ("swapped", "shifted")
@@ -100,8 +101,7 @@ def run(out: Path, count: int = 60, seed: int = 0,
     gauss_scores = {name: gaussian_nll(train, r) for name, r in test_rows.items()}
     figures = {
         "run_dir": str(result.run_dir),
-        "ensemble_size": int(result.flow.num_members) if hasattr(result.flow, "num_members")
-        else 1,
+        "ensemble_size": num_members(result.flow),
         "held_out_nll": {"flow": float(flow_scores["real"].mean()),
                          "gaussian": float(gauss_scores["real"].mean())},
         "flow": detection(flow_scores, float(np.quantile(per_row_nll(result.flow, train), 0.99))),

@@ -121,10 +121,11 @@ def build_stacked(config: FlowConfig,
 # own samples, a few dozen per step, so depth matters more than width).
 SURROGATE_DEFAULTS = {"num_couplings": 4, "hidden_units": 32, "num_hidden_layers": 2,
                       "activation": "tanh"}
-# FlowConfig fields a surrogate cannot take: no data to standardise, no context, and a
-# mixture's component choice is not reparameterisable.
-_NOT_FOR_SURROGATES = {"data_shift", "data_scale", "data_tril", "context_dim", "ensemble_size",
-                       "event_dim", "whiten"}
+# The FlowConfig fields a surrogate takes: the architecture. The others describe data (a
+# data map, a context) or an ensemble, whose choice of member is not reparameterisable.
+SURROGATE_SETTINGS = ("coupling", "num_couplings", "hidden_units", "num_hidden_layers",
+                      "activation", "log_scale_bound", "spline_bins", "spline_bound", "mixing",
+                      "mixing_seed")
 
 
 def surrogate_posterior(event_dim: int, initial_loc: Any = 0.0, initial_scale: Any = 1.0,
@@ -161,16 +162,17 @@ def surrogate_posterior(event_dim: int, initial_loc: Any = 0.0, initial_scale: A
             f"'event_dim' must be an integer >= 2 (a coupling keeps part of the event and "
             f"transforms the rest); got {event_dim!r}. For a 1-D posterior use a "
             f"tfd.Normal surrogate.")
-    refused = sorted(set(settings) & _NOT_FOR_SURROGATES)
+    fields = {field.name for field in dataclasses.fields(FlowConfig)}
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        raise ConfigError(f"Unknown settings {unknown}; known: {sorted(SURROGATE_SETTINGS)}.")
+    refused = sorted(set(settings) - set(SURROGATE_SETTINGS))
     if refused:
         raise ConfigError(
             f"A surrogate posterior does not take {refused}: it has no data map, no context "
             f"and is one flow (a mixture's sampling is not reparameterised). Give the size "
-            f"as event_dim and a starting point as initial_loc / initial_scale.")
-    known = {field.name for field in dataclasses.fields(FlowConfig)} - _NOT_FOR_SURROGATES
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise ConfigError(f"Unknown settings {unknown}; known: {sorted(known)}.")
+            f"as event_dim, a starting point as initial_loc / initial_scale, and the "
+            f"architecture with {list(SURROGATE_SETTINGS)}.")
     config = FlowConfig(event_dim=int(event_dim), **{**SURROGATE_DEFAULTS, **settings})
     loc = _event_values("initial_loc", initial_loc, config.event_dim)
     scale = _event_values("initial_scale", initial_scale, config.event_dim)
