@@ -21,6 +21,7 @@ _EXPORTS = {
     "bijector_kwargs": "flow",
     "context_kwargs": "flow",
     "couplings": "flow",
+    "surrogate_posterior": "flow",
     "export": "serving",
     "load": "rundir",
     "fit": "train",
@@ -34,14 +35,20 @@ _SUBMODULES = ("auto", "bench", "cli", "config", "coupling", "data", "ensemble",
 
 __all__ = ["AffineCoupling", "ConfigError", "DataError", "FlowConfig", "TfpRealnvpError",
            "TrainConfig", "bijector_kwargs", "build_flow", "context_kwargs", "couplings",
-           "export", "fit", "load", "resume"]
+           "export", "fit", "load", "resume", "surrogate_posterior"]
 assert sorted(_EXPORTS) == __all__
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does the work
     from tfp_realnvp.config import FlowConfig, TrainConfig
     from tfp_realnvp.coupling import AffineCoupling
     from tfp_realnvp.errors import ConfigError, DataError, TfpRealnvpError
-    from tfp_realnvp.flow import bijector_kwargs, build_flow, context_kwargs, couplings
+    from tfp_realnvp.flow import (
+        bijector_kwargs,
+        build_flow,
+        context_kwargs,
+        couplings,
+        surrogate_posterior,
+    )
     from tfp_realnvp.rundir import load
     from tfp_realnvp.serving import export
     from tfp_realnvp.train import fit, resume

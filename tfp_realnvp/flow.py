@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ import tensorflow_probability as tfp
 from tfp_realnvp.config import FlowConfig
 from tfp_realnvp.coupling import AffineCoupling, Coupling, SplineCoupling
 from tfp_realnvp.ensemble import FlowEnsemble, FoldAffine, stacked_flow
+from tfp_realnvp.errors import ConfigError
 from tfp_realnvp.mixing import LUMixing, permutation_indices
 from tfp_realnvp.networks import make_conditioner
 
@@ -113,6 +115,86 @@ def build_stacked(config: FlowConfig,
     loc = tf.zeros([config.event_dim] if members == 1 else [members, config.event_dim])
     base = tfd.MultivariateNormalDiag(loc=loc, name="base")
     return tfd.TransformedDistribution(base, bijector, validate_args=validate_args, name="flow")
+
+
+# A surrogate posterior's defaults: small, smooth conditioners (VI evaluates the flow on its
+# own samples, a few dozen per step, so depth matters more than width).
+SURROGATE_DEFAULTS = {"num_couplings": 4, "hidden_units": 32, "num_hidden_layers": 2,
+                      "activation": "tanh"}
+# The FlowConfig fields a surrogate takes: the architecture. The others describe data (a
+# data map, a context) or an ensemble, whose choice of member is not reparameterisable.
+SURROGATE_SETTINGS = ("coupling", "num_couplings", "hidden_units", "num_hidden_layers",
+                      "activation", "log_scale_bound", "spline_bins", "spline_bound", "mixing",
+                      "mixing_seed")
+
+
+def surrogate_posterior(event_dim: int, initial_loc: Any = 0.0, initial_scale: Any = 1.0,
+                        name: str = "surrogate_posterior",
+                        **settings: Any) -> tfd.TransformedDistribution:
+    """A trainable RealNVP flow over an unconstrained `[event_dim]` event, for `tfp.vi`.
+
+    ```none
+    x = loc + scale * f(z),   z ~ N(0, I),   f = coupling_{K-1} o mix o ... o coupling_0
+    log q(x) = log N(z; 0, I) - sum_k log|det J_coupling_k| - sum_i log scale_i
+    ```
+    `loc` and `scale` (softplus-parameterised) are trainable, and the couplings start at
+    the identity, so the flow starts as the mean-field Normal `N(initial_loc,
+    initial_scale^2)` and can only add to it. There is no data map (nothing to
+    standardise). Sampling is reparameterised through every coupling, so
+    `tfp.vi.fit_surrogate_posterior(target_log_prob_fn, surrogate, optimizer, steps,
+    seed=...)` trains every variable in `surrogate.trainable_variables` (the tf-keras
+    conditioners', the LU maps', `loc` and `scale`). The hidden layers start from Keras's
+    random initialisers: `tf_keras.utils.set_random_seed(s)` first makes them reproducible.
+
+    Args:
+      event_dim: width of the posterior's (unconstrained) event, >= 2. Constrained
+        parameters: wrap the surrogate in their bijector (`tfb.Exp`, `tfb.Sigmoid`, ...).
+      initial_loc: the starting mean, a scalar or `[event_dim]` values.
+      initial_scale: the starting standard deviations, > 0, a scalar or `[event_dim]`.
+      name: the distribution's name.
+      **settings: `FlowConfig` architecture fields (`num_couplings`, `hidden_units`,
+        `num_hidden_layers`, `activation`, `coupling`, `mixing`, `log_scale_bound`, ...);
+        defaults: 4 affine couplings with 2x32 tanh conditioners.
+    """
+    if isinstance(event_dim, bool) or not isinstance(event_dim, (int, np.integer)) \
+            or event_dim < 2:
+        raise ConfigError(
+            f"'event_dim' must be an integer >= 2 (a coupling keeps part of the event and "
+            f"transforms the rest); got {event_dim!r}. For a 1-D posterior use a "
+            f"tfd.Normal surrogate.")
+    fields = {field.name for field in dataclasses.fields(FlowConfig)}
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        raise ConfigError(f"Unknown settings {unknown}; known: {sorted(SURROGATE_SETTINGS)}.")
+    refused = sorted(set(settings) - set(SURROGATE_SETTINGS))
+    if refused:
+        raise ConfigError(
+            f"A surrogate posterior does not take {refused}: it has no data map, no context "
+            f"and is one flow (a mixture's sampling is not reparameterised). Give the size "
+            f"as event_dim, a starting point as initial_loc / initial_scale, and the "
+            f"architecture with {list(SURROGATE_SETTINGS)}.")
+    config = FlowConfig(event_dim=int(event_dim), **{**SURROGATE_DEFAULTS, **settings})
+    loc = _event_values("initial_loc", initial_loc, config.event_dim)
+    scale = _event_values("initial_scale", initial_scale, config.event_dim)
+    if not np.all(scale > 0):
+        raise ConfigError(f"'initial_scale' must be > 0; got {initial_scale!r}.")
+    flow = build_stacked(config)
+    affine = [tfb.Shift(tf.Variable(loc, name="loc"), name="surrogate_loc"),
+              tfb.Scale(tfp.util.TransformedVariable(scale, tfb.Softplus(), name="scale"),
+                        name="surrogate_scale")]
+    bijector = tfb.Chain([*affine, *flow.bijector.bijectors], name="realnvp")
+    return tfd.TransformedDistribution(flow.distribution, bijector, name=name)
+
+
+def _event_values(name: str, value: Any, dim: int) -> np.ndarray:
+    """`value` (a scalar or `dim` numbers) as float32 `[dim]`; ConfigError otherwise."""
+    array = np.asarray(value, dtype=np.float32)
+    if array.ndim == 0:
+        array = np.full([dim], array, np.float32)
+    if array.shape != (dim,) or not np.all(np.isfinite(array)):
+        raise ConfigError(f"'{name}' must be a finite scalar or {dim} finite values "
+                          f"(event_dim); got {value!r}.")
+    return array
 
 
 def couplings(flow: tfd.Distribution) -> Sequence[Coupling]:
