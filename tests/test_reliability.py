@@ -21,7 +21,8 @@ from tfp_realnvp.rundir import RunDir
 # Slow enough epochs (47 steps) that a signal lands mid-run; small enough to finish fast.
 OPTIONS = ["--num-couplings", "2", "--hidden-units", "16", "--coupling", "affine",
            "--ensemble-size", "1", "--no-jit-compile", "--batch-size", "64", "--epochs", "14",
-           "--patience", "50", "--checkpoint-every", "1", "--quiet"]
+           "--patience", "50", "--checkpoint-every", "1", "--quiet",
+           "--time-budget", "1e6"]  # never the clock: a loaded machine must not end a run early
 
 
 @pytest.fixture(scope="module")
