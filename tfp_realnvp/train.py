@@ -33,6 +33,7 @@ from tfp_realnvp.errors import (
 )
 from tfp_realnvp.flow import build_flow
 from tfp_realnvp.rundir import RunConfig, RunDir
+from tfp_realnvp.summaries import tensorboard_writer
 
 tfd = tfp.distributions
 
@@ -281,6 +282,7 @@ def fit(
     strategy: tf.distribute.Strategy | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     settings: dict[str, Any] | None = None,
+    tensorboard: bool = False,
 ) -> FitResult:
     """Trains a new flow on the rows of `data` and leaves a complete run directory.
 
@@ -300,6 +302,8 @@ def fit(
       on_epoch: called after every epoch with its `EpochMetrics`.
       settings: `FlowConfig`/`TrainConfig` field values that override the configs (given
         or chosen), e.g. the options a user typed.
+      tensorboard: also write TensorBoard summaries into `run_dir/tensorboard` (see
+        `summaries.py`).
     """
     data = data_lib.validate_array(data)
     data_lib.check_trainable(data, (data_info or {}).get("source", "data"))
@@ -327,7 +331,7 @@ def fit(
         "num_validation": len(splits[0][1])}, auto_record))
     trainer = Trainer(flow_config, train_config, splits, strategy or make_strategy())
     trainer.set_fold_maps()
-    return _train(trainer, run, on_epoch, history=[])
+    return _train(trainer, run, on_epoch, history=[], tensorboard=tensorboard)
 
 
 def _apply_settings(flow_config: FlowConfig, train_config: TrainConfig,
@@ -358,6 +362,7 @@ def resume(
     data: np.ndarray,
     strategy: tf.distribute.Strategy | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
+    tensorboard: bool | None = None,
     **changes: Any,
 ) -> FitResult:
     """Continues a run from its latest checkpoint, on the same data.
@@ -372,6 +377,8 @@ def resume(
       data: the rows the run was trained on (the same split is taken again).
       strategy: a `tf.distribute` strategy (default: the current one).
       on_epoch: called after every epoch with its `EpochMetrics`.
+      tensorboard: write TensorBoard summaries (steps continue the run's epochs); None:
+        only if the run already has them.
       **changes: config fields to set; only resumable ones may differ from the run's.
     """
     run = RunDir(run_dir)
@@ -393,7 +400,7 @@ def resume(
     if manager.latest_checkpoint:
         trainer.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
         history = run.read_metrics().get("history", [])[: int(trainer.state.epoch.numpy())]
-    return _train(trainer, run, on_epoch, history)
+    return _train(trainer, run, on_epoch, history, tensorboard)
 
 
 def _resumable_changes(stored: RunConfig, changes: dict[str, Any]) -> dict[str, Any]:
@@ -417,6 +424,7 @@ def _train(
     run: RunDir,
     on_epoch: Callable[[EpochMetrics], None] | None,
     history: list[dict[str, Any]],
+    tensorboard: bool | None = False,
 ) -> FitResult:
     """The epoch loop shared by `fit` and `resume`; ends by writing model/ and metrics.
 
@@ -424,8 +432,22 @@ def _train(
     epoch with a checkpoint there (TrainingInterruptedError); a loss that turns NaN/inf
     keeps the last good weights as the model (TrainingDivergedError).
     """
-    with run.lock(), _StopSignals() as stop:
-        return _epochs(trainer, run, on_epoch, history, stop)
+    with run.lock(), _StopSignals() as stop, \
+            tensorboard_writer(run.path, trainer, tensorboard) as summaries:
+        if summaries is None:
+            return _epochs(trainer, run, on_epoch, history, stop)
+        result = _epochs(trainer, run, _chain(on_epoch, summaries.write_epoch), history, stop)
+        summaries.write_final(result.metrics["epochs_run"])
+        return result
+
+
+def _chain(*hooks: Callable[[EpochMetrics], None] | None) -> Callable[[EpochMetrics], None]:
+    """One epoch hook calling each of `hooks` (None: skipped) in turn."""
+    def on_epoch(record: EpochMetrics) -> None:
+        for hook in hooks:
+            if hook is not None:
+                hook(record)
+    return on_epoch
 
 
 def _epochs(trainer: Trainer, run: RunDir, on_epoch: Callable[[EpochMetrics], None] | None,
