@@ -14,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.gridspec import SubplotSpec
+from matplotlib.ticker import MaxNLocator
 
 from tfp_realnvp.config import FlowConfig
 from tfp_realnvp.ensemble import num_members
@@ -150,14 +151,20 @@ def log_density_grid(flow: tfd.Distribution, data: np.ndarray,
 
 
 def draw_log_density(axis: Axes, flow: tfd.Distribution, data: np.ndarray,
-                     grid_size: int = 150) -> np.ndarray:
-    """The 2-D model's log-density map (floored 12 nats below its peak so the shape shows);
-    returns the unfloored grid of `log_density_grid`."""
+                     grid_size: int = 150, swap: bool = False) -> np.ndarray:
+    """The 2-D model's log-density map (floored 12 nats below its peak so the shape shows),
+    x0 across and x1 up (`swap`: the other way round); returns the unfloored grid of
+    `log_density_grid`."""
     xs, ys, log_density = log_density_grid(flow, data, grid_size)
+    shown, extent = log_density, (xs[0], xs[-1], ys[0], ys[-1])
+    if swap:
+        shown, extent = log_density.T, (ys[0], ys[-1], xs[0], xs[-1])
     axis.set_label("log_density")
-    image = axis.imshow(np.maximum(log_density, log_density.max() - 12), origin="lower",
-                        extent=(xs[0], xs[-1], ys[0], ys[-1]), aspect="auto")
+    image = axis.imshow(np.maximum(shown, log_density.max() - 12), origin="lower",
+                        extent=extent, aspect="auto")
     axis.figure.colorbar(image, ax=axis)
+    axis.set_xlabel("x1" if swap else "x0")
+    axis.set_ylabel("x0" if swap else "x1")
     axis.set_title("model log-density log p(x)", fontsize=10)
     return log_density
 
@@ -218,11 +225,13 @@ def draw_history(axis: Axes, metrics: dict[str, Any]) -> None:
         axis.axvline(metrics["best_epoch"], color="tab:green", linestyle=":", linewidth=1,
                      label=f"best epoch {metrics['best_epoch']}")
     values = [h[k] for h in history for k in ("train_nll", "validation_nll")]
+    values += [metrics[k] for k, _, _ in references if metrics.get(k) is not None]
     top = metrics.get("initial_validation_nll")
     if top is not None and values:  # early epochs can sit far above: keep the start in view
-        bottom = min(values + [top])
+        bottom = min(values)
         axis.set_ylim(bottom - 0.05 * (top - bottom + 1e-3),
                       top + 0.25 * (top - bottom + 1e-3))
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_xlabel("epoch")
     axis.set_ylabel("NLL (nats per row)")
     axis.set_title("training", fontsize=10)
@@ -279,7 +288,8 @@ def plot_model(flow: tfd.Distribution, data: np.ndarray, metrics: dict[str, Any]
             axes = [figure.add_subplot(cells[0, i]) for i in range(width)]
             draw_maps(axes[:4], pictures, columns, num_members(flow) > 1)
             if dim == 2:
-                draw_log_density(axes[4], flow, pictures.data, grid_size)
+                draw_log_density(axes[4], flow, pictures.data, grid_size,
+                                 swap=tuple(columns[:2]) == (1, 0))
         elif kind == "pairs":
             draw_pairs(figure, outer[index], pictures.data, pictures.samples, columns)
         else:
