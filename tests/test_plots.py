@@ -167,9 +167,12 @@ def invoke(*args):
 
 def test_cli_fit_plot_and_plot_draw_the_trained_model(tmp_path):
     run = tmp_path / "run"
-    result = invoke("fit", "--out", run, "--plot", "--export", tmp_path / "exports", *TINY)
+    result = invoke("fit", "--out", run, "--plot", "--tensorboard", "--export",
+                    tmp_path / "exports", *TINY)
     assert result.exit_code == 0, result.output
     assert f"figure: {run / 'flow.png'}" in result.output
+    assert f"tensorboard --logdir {run / 'tensorboard'}" in result.output
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
     assert png_size(run / "flow.png") == (1600, 700)  # 2-D: maps + density, curves
     # The CLI's picture is the library's picture of the saved model on the run's data.
     metrics = json.loads((run / "metrics.json").read_text())
