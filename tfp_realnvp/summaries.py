@@ -33,14 +33,13 @@ if TYPE_CHECKING:
 
 TENSORBOARD_DIR = "tensorboard"
 IMAGES_PER_RUN = 10  # a samples image every epochs // 10 epochs (and one of the best model)
-# TensorBoard's ImagePluginData proto, version 0, max_images_per_step 1 (field 2 = 1).
-_IMAGE_PLUGIN_CONTENT = b"\x10\x01"
 
 
-def _metadata(plugin: str, content: bytes = b"") -> summary_pb2.SummaryMetadata:
+def _metadata(plugin: str) -> summary_pb2.SummaryMetadata:
+    """What TensorBoard's own summaries attach: the plugin's name, and its plugin data
+    proto at version 0 with no field set (which serialises to no bytes)."""
     return summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin,
-                                                           content=content))
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin, content=b""))
 
 
 def write_scalar(tag: str, value: float, step: int) -> None:
@@ -53,8 +52,7 @@ def write_png(tag: str, png: bytes, width: int, height: int, step: int) -> None:
     """One PNG image as TensorBoard's image plugin stores it (`[width, height, png]`
     strings), into the default writer."""
     tensor = tf.constant([str(width).encode(), str(height).encode(), png])
-    tf.summary.write(tag, tensor, step=step,
-                     metadata=_metadata("images", _IMAGE_PLUGIN_CONTENT))
+    tf.summary.write(tag, tensor, step=step, metadata=_metadata("images"))
 
 
 class TensorBoardWriter:
