@@ -31,6 +31,7 @@ def test_fit_records_a_held_out_nll(run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test_num_points"] == 20000
     assert math.isfinite(metrics["test_nll"]) and metrics["wall_time_s"] > 0
+    assert not (run_dir / "tensorboard").exists()  # only with --tensorboard
     config = json.loads((run_dir / "config.json").read_text())
     assert config["data"]["source"] == "moons" and config["flow"]["num_couplings"] == 2
 

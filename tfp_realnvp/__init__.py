@@ -31,7 +31,8 @@ _EXPORTS = {
     "ConfigError": "errors",
 }
 _SUBMODULES = ("auto", "bench", "cli", "config", "coupling", "data", "ensemble", "errors", "flow",
-               "mixing", "networks", "plots", "rundir", "sampling", "scoring", "serving", "train")
+               "mixing", "networks", "plots", "rundir", "sampling", "scoring", "serving",
+               "summaries", "train")
 
 __all__ = ["AffineCoupling", "ConfigError", "DataError", "FlowConfig", "TfpRealnvpError",
            "TrainConfig", "bijector_kwargs", "build_flow", "context_kwargs", "couplings",

@@ -43,6 +43,7 @@ HINTS: dict[type[Exception], str] = {
     TrainingDivergedError: "Try a lower --learning-rate or --log-scale-bound.",
     TrainingInterruptedError: "Continue with: tfp-realnvp fit --out RUN_DIR --resume",
 }
+PLOT_FILE = "flow.png"  # where `plot RUN` and `fit --plot` draw a run
 
 
 def main() -> None:
@@ -167,11 +168,17 @@ def cli() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--export", "export_base", type=click.Path(file_okay=False, path_type=Path),
               help="After training, export a SavedModel to EXPORT/realnvp/<next version>.")
+@click.option("--plot", is_flag=True,
+              help=f"After training, draw the run into RUN_DIR/{PLOT_FILE} (as `plot` does).")
+@click.option("--tensorboard", is_flag=True,
+              help="Write TensorBoard summaries per epoch into RUN_DIR/tensorboard (a resumed "
+                   "run that has them continues them without the flag).")
 @config_options(FlowConfig, TrainConfig)
 @click.pass_context
 def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume: bool,
         drop_nonfinite: bool, dataset: str, num_points: int, noise: float, seed: int,
-        strategy: str, quiet: bool, export_base: Path | None, **options: Any) -> None:
+        strategy: str, quiet: bool, export_base: Path | None, plot: bool, tensorboard: bool,
+        **options: Any) -> None:
     """Train a flow. With no arguments: two moons (3000 points, noise 0.05).
 
     Settings not given are chosen from the table's shape (see `tfp_realnvp.auto`) and
@@ -186,7 +193,9 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
             changes = {k: v for k, v in options.items() if v is not None}
             if seed_given:
                 changes.update(seed=seed, mixing_seed=seed)
-            result = _resume(run_dir, data_file, drop_nonfinite, strategy, quiet, changes)
+            result = _resume(run_dir, data_file, drop_nonfinite, strategy, quiet, changes,
+                             tensorboard or None)
+            data = None  # the plot reads the run's recorded data
         else:
             if data_file is not None:
                 data = _read_data(data_file, drop_nonfinite)
@@ -202,9 +211,16 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
                 result = tfp_realnvp.fit(data, run_dir, data_info=data_info,
                                          strategy=tfp_realnvp.train.make_strategy(strategy),
                                          on_epoch=on_epoch,
-                                         settings={**given, "seed": seed, "mixing_seed": seed})
+                                         settings={**given, "seed": seed, "mixing_seed": seed},
+                                         tensorboard=tensorboard)
         metrics = _score_toy_run(result)
     _report_fit(result.run_dir, metrics)
+    if (result.run_dir / tfp_realnvp.summaries.TENSORBOARD_DIR).is_dir():
+        click.echo(f"tensorboard: tensorboard --logdir "
+                   f"{result.run_dir / tfp_realnvp.summaries.TENSORBOARD_DIR}")
+    if plot:
+        with reported_errors():
+            _plot_and_report(result.run_dir, None, data=data)
     if export_base is not None:
         _export_and_report(result.run_dir, export_base, "realnvp", None)
 
@@ -224,14 +240,14 @@ def _read_data(path: Path, drop_nonfinite: bool):
 
 
 def _resume(run_dir: Path, data_file: Path | None, drop_nonfinite: bool, strategy: str,
-            quiet: bool, changes: dict[str, Any]):
+            quiet: bool, changes: dict[str, Any], tensorboard: bool | None = None):
     stored = tfp_realnvp.rundir.RunDir(run_dir).read_config()
     data = _recorded_data(stored.data) if data_file is None else \
         _read_data(data_file, drop_nonfinite)
     with _progress(changes.get("epochs", stored.train.epochs), quiet) as on_epoch:
         return tfp_realnvp.resume(run_dir, data,
                                   strategy=tfp_realnvp.train.make_strategy(strategy),
-                                  on_epoch=on_epoch, **changes)
+                                  on_epoch=on_epoch, tensorboard=tensorboard, **changes)
 
 
 def _recorded_data(info: dict[str, Any]):
@@ -349,6 +365,76 @@ def evaluate(model_dir: Path, data_file: Path, per_row_file: Path | None,
         click.echo(f"NLL {summary['nll']:.4f} nats, {summary['bits_per_dim']:.4f} bits/dim "
                    f"over {summary['n']} rows (median {summary['median']:.4f}, p99 "
                    f"{summary['p99']:.4f}, max {summary['max']:.4f})")
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"The PNG to write (default: RUN_DIR/{PLOT_FILE}; needed for an export).")
+@click.option("--columns", callback=lambda ctx, param, value: value and _int_list(
+    ctx, param, value), help="0-based data columns to draw, e.g. 0,2,3 (default: the first "
+    "4; the four panels use the first two).")
+@click.option("--data", "data_file", type=click.Path(path_type=Path),
+              help="CSV or .npy rows to draw (default for a run: its recorded training data; "
+                   "needed for an export).")
+@click.option("-n", "--num-samples", type=click.IntRange(min=1), default=2000,
+              show_default=True, help="Base draws and model samples.")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
+              help="Seeds the draws (and which rows are drawn, at most 2000).")
+def plot(model_dir: Path, output: Path | None, columns: tuple[int, ...] | None,
+         data_file: Path | None, num_samples: int, seed: int) -> None:
+    """Draw a run or an export as one PNG.
+
+    Panels: the data; the data mapped to latent space; base samples z ~ N(0, I); those
+    mapped to data space (an ensemble: member 0's map); for 2-D models the log-density,
+    for more columns the pairwise marginals of data against samples; and the train and
+    validation NLL per epoch (from metrics.json, which exports keep too).
+    """
+    if output is not None and output.suffix.lower() != ".png":
+        raise click.UsageError(f"--output must end in .png; got {output.name!r}.")
+    start_tensorflow()
+    with reported_errors():
+        _plot_and_report(model_dir, output, columns, data_file, num_samples=num_samples,
+                         seed=seed)
+
+
+def _plot_and_report(source: Path, output: Path | None, columns: tuple[int, ...] | None = None,
+                     data_file: Path | None = None, data=None, num_samples: int = 2000,
+                     seed: int = 0) -> None:
+    """Draws the model at `source` into `output` (a run's default: RUN/flow.png)."""
+    plots = tfp_realnvp.plots
+    model = tfp_realnvp.rundir.find_model(source)
+    if output is None and model.kind != "run":
+        raise click.UsageError("An export is never written into: name the PNG with -o FILE.png.")
+    if data is None:
+        data = _plot_rows(model, data_file)
+    metrics = model.metrics
+    figure = plots.plot_model(model.load(), data, metrics, columns, num_samples, seed,
+                              title=plots.config_title(model.config, str(source)))
+    output = output or model.path / PLOT_FILE
+    plots.save_png(figure, output)
+    click.echo(f"figure: {output}")
+    if not plots.has_history(metrics):
+        click.echo(f"{source} records no training history: the figure has no NLL curves.",
+                   err=True)
+
+
+def _plot_rows(model, data_file: Path | None):
+    """The rows to draw: `data_file`, else a run's recorded training data (rows holding
+    NaN or inf left out: training refused or dropped them too)."""
+    if data_file is None and model.kind != "run":
+        raise click.UsageError("An export does not hold its data: pass the rows to draw "
+                               "with --data FILE.")
+    if data_file is None:
+        info = tfp_realnvp.rundir.RunDir(model.path).read_config().data
+        if info.get("source") in TOY_DATASET_NAMES or info.get("source") is None:
+            return _recorded_data(info)
+        data_file = Path(info["source"])
+    rows = tfp_realnvp.data.read_table(data_file)
+    if rows.ndim == 2:
+        rows, _ = tfp_realnvp.data.drop_nonfinite_rows(rows)
+    return tfp_realnvp.data.validate_array(rows, str(data_file),
+                                           expected_width=model.config.event_dim)
 
 
 @cli.group()

@@ -33,15 +33,27 @@ from tfp_realnvp.errors import (
 )
 from tfp_realnvp.flow import build_flow
 from tfp_realnvp.rundir import RunConfig, RunDir
+from tfp_realnvp.summaries import tensorboard_writer
 
 tfd = tfp.distributions
 
 @dataclasses.dataclass
 class EpochMetrics:
+    """One epoch of the history in metrics.json (and of the TensorBoard scalars).
+
+    `gradient_norm` is the mean over the epoch's steps of the global norm of the summed
+    (all replicas) gradient before clipping; `learning_rate` the rate of the epoch's last
+    step; `steps_per_second` the training steps over the training time (validation not
+    counted).
+    """
+
     epoch: int
     train_nll: float
     validation_nll: float
     seconds: float
+    gradient_norm: float | None = None
+    learning_rate: float | None = None
+    steps_per_second: float | None = None
 
 
 @dataclasses.dataclass
@@ -175,18 +187,31 @@ class Trainer:
             loss = tf.nn.compute_average_loss(per_row, global_batch_size=self.global_batch)
         return loss / self.num_members, tape.gradient(loss, self.variables)
 
-    def _replica_step(self, *batches: tf.Tensor) -> tf.Tensor:
+    def _replica_step(self, *batches: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """One optimizer step; returns this replica's loss and the global norm of the
+        gradient summed over replicas (the one the optimizer clips and applies)."""
         loss, grads = self._loss_and_grads(*batches)
-        self.optimizer.apply_gradients(zip(grads, self.variables, strict=True))
-        return loss
+        # The optimizer's own all-reduce, done here so the norm is of the summed gradient;
+        # the optimizer is then told not to aggregate again: no extra communication.
+        pairs = self.optimizer.aggregate_gradients(list(zip(grads, self.variables, strict=True)))
+        self.optimizer.apply_gradients(pairs, skip_gradients_aggregation=True)
+        return loss, tf.linalg.global_norm([g for g, _ in pairs])
 
-    def _train_epoch_fn(self, iterator) -> tf.Tensor:
-        """Runs one epoch of steps in-graph; returns the mean training NLL (over members)."""
+    def _train_epoch_fn(self, iterator) -> tuple[tf.Tensor, tf.Tensor]:
+        """Runs one epoch of steps in-graph; returns the mean training NLL (over members)
+        and the mean global gradient norm of its steps, both computed in the graph."""
         total = tf.constant(0.0)
+        norms = tf.constant(0.0)
+        mean = tf.distribute.ReduceOp.MEAN
         for _ in tf.range(self.steps_per_epoch):
-            losses = self.strategy.run(self._replica_step, args=next(iterator))
+            losses, norm = self.strategy.run(self._replica_step, args=next(iterator))
             total += self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
-        return total / self.steps_per_epoch
+            norms += self.strategy.reduce(mean, norm, axis=None)  # equal on every replica
+        return total / self.steps_per_epoch, norms / self.steps_per_epoch
+
+    def learning_rate(self) -> float:
+        """The learning rate of the last step taken (the schedule's value then)."""
+        return float(tf.convert_to_tensor(self.optimizer.learning_rate))
 
     def _validation_nll_fn(self) -> tf.Tensor:
         """Each member's mean NLL on its own held-out rows: `[num_members]`."""
@@ -257,6 +282,7 @@ def fit(
     strategy: tf.distribute.Strategy | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     settings: dict[str, Any] | None = None,
+    tensorboard: bool = False,
 ) -> FitResult:
     """Trains a new flow on the rows of `data` and leaves a complete run directory.
 
@@ -276,6 +302,8 @@ def fit(
       on_epoch: called after every epoch with its `EpochMetrics`.
       settings: `FlowConfig`/`TrainConfig` field values that override the configs (given
         or chosen), e.g. the options a user typed.
+      tensorboard: also write TensorBoard summaries into `run_dir/tensorboard` (see
+        `summaries.py`).
     """
     data = data_lib.validate_array(data)
     data_lib.check_trainable(data, (data_info or {}).get("source", "data"))
@@ -303,7 +331,7 @@ def fit(
         "num_validation": len(splits[0][1])}, auto_record))
     trainer = Trainer(flow_config, train_config, splits, strategy or make_strategy())
     trainer.set_fold_maps()
-    return _train(trainer, run, on_epoch, history=[])
+    return _train(trainer, run, on_epoch, history=[], tensorboard=tensorboard)
 
 
 def _apply_settings(flow_config: FlowConfig, train_config: TrainConfig,
@@ -334,6 +362,7 @@ def resume(
     data: np.ndarray,
     strategy: tf.distribute.Strategy | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
+    tensorboard: bool | None = None,
     **changes: Any,
 ) -> FitResult:
     """Continues a run from its latest checkpoint, on the same data.
@@ -348,6 +377,8 @@ def resume(
       data: the rows the run was trained on (the same split is taken again).
       strategy: a `tf.distribute` strategy (default: the current one).
       on_epoch: called after every epoch with its `EpochMetrics`.
+      tensorboard: write TensorBoard summaries (steps continue the run's epochs); None:
+        only if the run already has them.
       **changes: config fields to set; only resumable ones may differ from the run's.
     """
     run = RunDir(run_dir)
@@ -369,7 +400,7 @@ def resume(
     if manager.latest_checkpoint:
         trainer.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
         history = run.read_metrics().get("history", [])[: int(trainer.state.epoch.numpy())]
-    return _train(trainer, run, on_epoch, history)
+    return _train(trainer, run, on_epoch, history, tensorboard)
 
 
 def _resumable_changes(stored: RunConfig, changes: dict[str, Any]) -> dict[str, Any]:
@@ -393,6 +424,7 @@ def _train(
     run: RunDir,
     on_epoch: Callable[[EpochMetrics], None] | None,
     history: list[dict[str, Any]],
+    tensorboard: bool | None = False,
 ) -> FitResult:
     """The epoch loop shared by `fit` and `resume`; ends by writing model/ and metrics.
 
@@ -400,8 +432,22 @@ def _train(
     epoch with a checkpoint there (TrainingInterruptedError); a loss that turns NaN/inf
     keeps the last good weights as the model (TrainingDivergedError).
     """
-    with run.lock(), _StopSignals() as stop:
-        return _epochs(trainer, run, on_epoch, history, stop)
+    with run.lock(), _StopSignals() as stop, \
+            tensorboard_writer(run.path, trainer, tensorboard) as summaries:
+        if summaries is None:
+            return _epochs(trainer, run, on_epoch, history, stop)
+        result = _epochs(trainer, run, _chain(on_epoch, summaries.write_epoch), history, stop)
+        summaries.write_final(result.metrics["epochs_run"])
+        return result
+
+
+def _chain(*hooks: Callable[[EpochMetrics], None] | None) -> Callable[[EpochMetrics], None]:
+    """One epoch hook calling each of `hooks` (None: skipped) in turn."""
+    def on_epoch(record: EpochMetrics) -> None:
+        for hook in hooks:
+            if hook is not None:
+                hook(record)
+    return on_epoch
 
 
 def _epochs(trainer: Trainer, run: RunDir, on_epoch: Callable[[EpochMetrics], None] | None,
@@ -433,7 +479,8 @@ def _epochs(trainer: Trainer, run: RunDir, on_epoch: Callable[[EpochMetrics], No
     best_nll = state.best_validation_nll.numpy()
     for epoch in range(start_epoch + 1, config.epochs + 1):
         tick = time.perf_counter()
-        train_nll = float(trainer.train_epoch(iterator))
+        train_nll, gradient_norm = (float(v) for v in trainer.train_epoch(iterator))
+        train_seconds = time.perf_counter() - tick
         member_nll = trainer.validation_nll()
         validation_nll = float(tf.reduce_mean(member_nll))
         if not (math.isfinite(train_nll) and math.isfinite(validation_nll)):
@@ -447,7 +494,9 @@ def _epochs(trainer: Trainer, run: RunDir, on_epoch: Callable[[EpochMetrics], No
             trainer.keep_best(tf.constant(epoch, tf.int64), member_nll)
             best_nll = state.best_validation_nll.numpy()
         state.epoch.assign(epoch)
-        record = EpochMetrics(epoch, train_nll, validation_nll, time.perf_counter() - tick)
+        record = EpochMetrics(epoch, train_nll, validation_nll, time.perf_counter() - tick,
+                              _finite_or_none(gradient_norm), trainer.learning_rate(),
+                              trainer.steps_per_epoch / train_seconds)
         history.append(dataclasses.asdict(record))
         if on_epoch is not None:
             on_epoch(record)
