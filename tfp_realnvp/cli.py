@@ -51,17 +51,20 @@ def main() -> None:
     cli()
 
 
-def start_tensorflow() -> None:
+def start_tensorflow(strategy: str | None = None) -> Any:
     """Imports TensorFlow and initialises its devices with the process's stderr (the file
-    descriptor, where its C++ code writes) pointed at /dev/null.
+    descriptor, where its C++ code writes) pointed at /dev/null; returns the
+    `tf.distribute` strategy named by `strategy` (None: none is made).
 
     TensorFlow 2.21 prints oneDNN, cudart and cuInit lines before its logging is
     configured, whatever TF_CPP_MIN_LOG_LEVEL says; a CLI user should see our output, not
     those. Python errors are unaffected: an import failure raises after stderr is back.
-    Commands that need TensorFlow call this first; `--help` never does.
+    Commands that need TensorFlow call this first; `--help` never does. The strategy is made
+    here, before the devices are initialised, because TensorFlow requires a
+    MultiWorkerMirroredStrategy to exist before any other op runs in the process.
     """
     if "tensorflow" in sys.modules:
-        return
+        return None if strategy is None else tfp_realnvp.train.make_strategy(strategy)
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -69,11 +72,13 @@ def start_tensorflow() -> None:
         os.dup2(devnull, 2)
         import tensorflow as tf
 
+        made = None if strategy is None else tfp_realnvp.train.make_strategy(strategy)
         tf.config.list_logical_devices()
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+    return made
 
 
 @contextlib.contextmanager
@@ -163,7 +168,9 @@ def cli() -> None:
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the toy data, the split, the shuffle and the weights.")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="default",
-              show_default=True, help="tf.distribute strategy for training.")
+              show_default=True,
+              help="tf.distribute strategy: mirrored = every local GPU (or CPU); multiworker "
+                   "= one process per machine, the cluster given by TF_CONFIG.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--export", "export_base", type=click.Path(file_okay=False, path_type=Path),
               help="After training, export a SavedModel to EXPORT/realnvp/<next version>.")
@@ -179,14 +186,17 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
     """
     if resume and run_dir is None:
         raise click.UsageError("--resume needs --out RUN_DIR naming the run to continue.")
-    start_tensorflow()
+    if resume and strategy == "multiworker":
+        raise click.UsageError("--resume runs in one process; resume a multi-worker run on "
+                               "the chief with --strategy default or mirrored.")
     with reported_errors():
+        distribution = start_tensorflow(strategy)
         if resume:
             seed_given = ctx.get_parameter_source("seed") != click.core.ParameterSource.DEFAULT
             changes = {k: v for k, v in options.items() if v is not None}
             if seed_given:
                 changes.update(seed=seed, mixing_seed=seed)
-            result = _resume(run_dir, data_file, drop_nonfinite, strategy, quiet, changes)
+            result = _resume(run_dir, data_file, drop_nonfinite, distribution, quiet, changes)
         else:
             if data_file is not None:
                 data = _read_data(data_file, drop_nonfinite)
@@ -200,9 +210,11 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
             epochs = given.get("epochs") or tfp_realnvp.auto.choose(*data.shape).train.epochs
             with _progress(epochs, quiet) as on_epoch:
                 result = tfp_realnvp.fit(data, run_dir, data_info=data_info,
-                                         strategy=tfp_realnvp.train.make_strategy(strategy),
-                                         on_epoch=on_epoch,
+                                         strategy=distribution, on_epoch=on_epoch,
                                          settings={**given, "seed": seed, "mixing_seed": seed})
+        if not result.chief:
+            _report_worker(result)
+            return
         metrics = _score_toy_run(result)
     _report_fit(result.run_dir, metrics)
     if export_base is not None:
@@ -223,15 +235,14 @@ def _read_data(path: Path, drop_nonfinite: bool):
     return tfp_realnvp.data.validate_array(table, source=str(path))
 
 
-def _resume(run_dir: Path, data_file: Path | None, drop_nonfinite: bool, strategy: str,
+def _resume(run_dir: Path, data_file: Path | None, drop_nonfinite: bool, strategy: Any,
             quiet: bool, changes: dict[str, Any]):
     stored = tfp_realnvp.rundir.RunDir(run_dir).read_config()
     data = _recorded_data(stored.data) if data_file is None else \
         _read_data(data_file, drop_nonfinite)
     with _progress(changes.get("epochs", stored.train.epochs), quiet) as on_epoch:
-        return tfp_realnvp.resume(run_dir, data,
-                                  strategy=tfp_realnvp.train.make_strategy(strategy),
-                                  on_epoch=on_epoch, **changes)
+        return tfp_realnvp.resume(run_dir, data, strategy=strategy, on_epoch=on_epoch,
+                                  **changes)
 
 
 def _recorded_data(info: dict[str, Any]):
@@ -278,6 +289,18 @@ def _report_fit(run_dir: Path, metrics: dict[str, Any]) -> None:
         click.echo(f"held-out test NLL: {metrics['test_nll']:.4f} nats "
                    f"({metrics['test_num_points']} fresh points; median "
                    f"{metrics['test_median']:.4f}, max {metrics['test_max']:.2f})")
+    if metrics.get("num_workers", 1) > 1:
+        click.echo(f"chief of {metrics['num_workers']} workers; weights sha256: "
+                   f"{metrics['weights_sha256']}")
+
+
+def _report_worker(result) -> None:
+    """What a non-chief worker of a multi-worker run says: the chief writes the run."""
+    metrics = result.metrics
+    click.echo(f"worker of {metrics['num_workers']}: trained {metrics['epochs_run']} epochs "
+               f"(best validation NLL {metrics['best_validation_nll']:.4f} nats); the chief "
+               f"writes the run directory {result.run_dir}")
+    click.echo(f"weights sha256: {metrics['weights_sha256']}")
 
 
 def _export_and_report(source: Path, base_dir: Path, name: str, version: int | None) -> None:
