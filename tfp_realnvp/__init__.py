@@ -30,7 +30,8 @@ _EXPORTS = {
     "ConfigError": "errors",
 }
 _SUBMODULES = ("auto", "bench", "cli", "config", "coupling", "data", "ensemble", "errors", "flow",
-               "mixing", "networks", "plots", "rundir", "sampling", "scoring", "serving", "train")
+               "info", "mixing", "networks", "plots", "rundir", "sampling", "scoring", "serving",
+               "train")
 
 __all__ = ["AffineCoupling", "ConfigError", "DataError", "FlowConfig", "TfpRealnvpError",
            "TrainConfig", "bijector_kwargs", "build_flow", "context_kwargs", "couplings",

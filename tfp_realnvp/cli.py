@@ -144,6 +144,63 @@ def _fields_of(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k in names and v is not None}
 
 
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML or JSON file's top-level table; click errors name the file."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".json":
+            values = json.loads(path.read_text())
+        elif suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                raise click.BadParameter(f"{path}: reading TOML needs Python >= 3.11; write "
+                                         "the same keys as JSON instead.") from None
+            values = tomllib.loads(path.read_text())
+        else:
+            raise click.BadParameter(f"{path}: must end in .toml or .json.")
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError, TOMLDecodeError
+        raise click.BadParameter(f"{path} is not valid {suffix[1:].upper()}: {error}") from None
+    if not isinstance(values, dict):
+        raise click.BadParameter(f"{path}: expected a table of option = value; got "
+                                 f"{type(values).__name__}.")
+    return values
+
+
+def _config_file_defaults(ctx: click.Context, param: click.Parameter,
+                          path: Path | None) -> Path | None:
+    """`--config FILE`: the file's values become the command's defaults (`default_map`), so
+    every option given on the command line wins. Keys are the long option names, with `-`
+    or `_` (`hidden-units`, `hidden_units`, `out`, `data`); each value is checked by the
+    option's own type; an unknown key is refused with the list of known ones."""
+    if path is None:
+        return None
+    options = {}
+    for other in ctx.command.params:
+        if isinstance(other, click.Option) and other.name != param.name:
+            for flag in other.opts:
+                options[flag.lstrip("-").replace("-", "_")] = other
+    values, unknown = {}, []
+    for key, value in _read_config_file(path).items():
+        option = options.get(str(key).replace("-", "_"))
+        if option is None:
+            unknown.append(key)
+            continue
+        try:
+            converted = option.type_cast_value(ctx, value)
+        except click.BadParameter as error:
+            raise click.BadParameter(f"{path}: {key} = {value!r}: {error.message}") from None
+        if (option.is_flag or option.is_bool_flag) and not isinstance(value, bool):
+            raise click.BadParameter(f"{path}: {key} = {value!r}: expected true or false.")
+        values[option.name] = converted
+    if unknown:
+        known = sorted({o.opts[0].lstrip("-") for o in options.values()})
+        raise click.BadParameter(f"{path}: unknown key(s) {', '.join(map(str, unknown))}; "
+                                 f"known: {', '.join(known)}.")
+    ctx.default_map = {**(ctx.default_map or {}), **values}
+    return path
+
+
 @click.group()
 @click.version_option(tfp_realnvp.__version__, prog_name="tfp-realnvp")
 def cli() -> None:
@@ -151,6 +208,11 @@ def cli() -> None:
 
 
 @cli.command()
+@click.option("--config", "config_file", is_eager=True, expose_value=False,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              callback=_config_file_defaults,
+              help="Read options from FILE.toml or FILE.json (keys: the option names, e.g. "
+                   "hidden-units = 64); options on the command line win.")
 @click.option("--dataset", type=click.Choice(TOY_DATASET_NAMES), default="moons",
               show_default=True, help="Built-in toy set to train on (ignored with --data).")
 @click.option("--num-points", type=click.IntRange(min=10), default=3000, show_default=True,
@@ -372,6 +434,19 @@ def evaluate(model_dir: Path, data_file: Path, per_row_file: Path | None,
         click.echo(f"NLL {summary['nll']:.4f} nats, {summary['bits_per_dim']:.4f} bits/dim "
                    f"over {summary['n']} rows (median {summary['median']:.4f}, p99 "
                    f"{summary['p99']:.4f}, max {summary['max']:.4f})")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info(path: Path, as_json: bool) -> None:
+    """What a run directory or an export holds: configuration, dimension, signatures,
+    metrics, and the TensorFlow / TFP versions that wrote it."""
+    start_tensorflow()
+    with reported_errors():
+        summary = tfp_realnvp.info.describe(path)
+    click.echo(json.dumps(summary, indent=2) if as_json else
+               tfp_realnvp.info.format_summary(summary))
 
 
 @cli.group()

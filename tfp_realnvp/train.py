@@ -324,6 +324,14 @@ class Trainer:
         return iter(self.strategy.experimental_distribute_dataset(dataset))
 
 
+def software_versions() -> dict[str, str]:
+    """The versions of the software that trained (or exported) a model."""
+    from tfp_realnvp import __version__
+
+    return {"tfp_realnvp": __version__, "tensorflow": tf.__version__,
+            "tensorflow_probability": tfp.__version__, "tf_keras": tf_keras.__version__}
+
+
 def weights_digest(variables: list[tf.Variable]) -> str:
     """sha256 over the variables' float bytes, in order: equal digests mean bit-identical
     weights (e.g. the workers of a multi-worker run agree)."""
@@ -643,5 +651,6 @@ def _metrics(
         "num_replicas": trainer.strategy.num_replicas_in_sync,
         "num_workers": num_workers(trainer.strategy),
         "weights_sha256": weights_digest(trainer.variables),
+        "versions": software_versions(),
         "history": history,
     }
