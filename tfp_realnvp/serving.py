@@ -210,6 +210,8 @@ def _write_assets(version_dir: Path, name: str, config: FlowConfig,
         "batchable_signatures": list(BATCHABLE_SIGNATURES),
         "max_samples_per_request": MAX_SAMPLES,
         "serving_tensorflow_tested": list(TESTED_SERVING_TENSORFLOW),
+        "oldest_serving_tensorflow_tested": min(
+            TESTED_SERVING_TENSORFLOW, key=lambda v: tuple(map(int, v.split(".")))),
         "note": "Tested on the TF Serving loaders of TensorFlow "
                 f"{', '.join(TESTED_SERVING_TENSORFLOW)} and {tf.__version__}; see "
                 "export/README.md for the compatibility table.",
