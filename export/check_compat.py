@@ -94,7 +94,7 @@ print(json.dumps(results))
 """
 
 
-def make_exports(work: Path) -> list[dict[str, Any]]:
+def make_exports(work: Path, flows: list[str]) -> list[dict[str, Any]]:
     """Exports every flow of FLOWS and returns the jobs: path, inputs per signature (with
     dtypes), warm-up requests, and the exporting process's answers."""
     import numpy as np
@@ -104,7 +104,8 @@ def make_exports(work: Path) -> list[dict[str, Any]]:
 
     jobs = []
     rng = np.random.default_rng(0)
-    for name, fields in FLOWS.items():
+    for name in flows:
+        fields = FLOWS[name]
         dim = fields["event_dim"]
         config = tfp_realnvp.FlowConfig(**fields, data_shift=[0.5 * i for i in range(dim)],
                                         data_scale=[1.0 + 0.5 * i for i in range(dim)])
@@ -221,20 +222,21 @@ def compare(jobs: list[dict[str, Any]], per_export: dict[str, Any]) -> dict[str,
             "warmup_replayed": replayed}
 
 
-def check(versions: list[str], work: Path, keep: bool) -> list[dict[str, Any]]:
+def check(versions: list[str], work: Path, keep: bool, flows: list[str],
+          python: Path | None = None) -> list[dict[str, Any]]:
+    """Table rows: per TensorFlow version (or the given interpreter) and loader."""
     import tensorflow as tf
 
-    jobs = make_exports(work)
+    jobs = make_exports(work, flows)
     jobs_file = work / "jobs.json"
     jobs_file.write_text(json.dumps({"jobs": jobs}))
     rows = []
     signatures = sorted(jobs[0]["expected"])
-    for version in versions:
+    for version in versions or ["given"]:
         base = {"exported_with": tf.__version__, "tensorflow": version,
                 "exports": [j["name"] for j in jobs], "signatures": signatures}
         try:
-            python = make_venv(version, work)
-            result = run_worker(python, jobs_file)
+            result = run_worker(python or make_venv(version, work), jobs_file)
         except (RuntimeError, subprocess.SubprocessError, OSError) as error:
             rows.append({**base, "loader": "-", "ok": False, "failures": [str(error)]})
             continue
@@ -277,12 +279,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true",
                         help="keep the virtualenvs (and --work) for another run")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
+    parser.add_argument("--flows", default=",".join(FLOWS),
+                        help=f"comma-separated flows to export (default: {','.join(FLOWS)})")
+    parser.add_argument("--python", type=Path,
+                        help="load with this Python (an environment that has the TensorFlow "
+                             "to check) instead of making virtualenvs")
     args = parser.parse_args(argv)
-    versions = args.tensorflow or ["2.20.0"]
+    flows = [f for f in args.flows.split(",") if f]
+    unknown = sorted(set(flows) - set(FLOWS))
+    if unknown or not flows:
+        parser.error(f"--flows: unknown {unknown or flows}; choose from {', '.join(FLOWS)}")
+    if args.python is not None and args.tensorflow:
+        parser.error("give --python or --tensorflow, not both")
+    versions = [] if args.python is not None else args.tensorflow or ["2.20.0"]
     work = args.work or Path(tempfile.mkdtemp(prefix="tfp-realnvp-compat-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        rows = check(versions, work, args.keep)
+        rows = check(versions, work, args.keep, flows, args.python)
     finally:
         if args.work is None and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
