@@ -94,3 +94,13 @@ def test_resume_is_refused_with_multiworker(tmp_path):
     result = CliRunner().invoke(main, ["fit", "--strategy", "multiworker", "--resume", "--out",
                                        str(tmp_path)])
     assert result.exit_code == 2 and "--resume runs in one process" in result.output
+
+
+def test_a_strategy_made_after_tensorflow_started_says_to_make_it_first(monkeypatch):
+    from tfp_realnvp.errors import ConfigError
+    from tfp_realnvp.train import make_strategy
+
+    tf_config_value = tf_config(free_ports(1), 0)
+    monkeypatch.setenv("TF_CONFIG", tf_config_value)
+    with pytest.raises(ConfigError, match="must be created before any other TensorFlow op"):
+        make_strategy("multiworker")  # the test process has run TensorFlow ops already

@@ -82,8 +82,16 @@ def make_strategy(name: str = "default") -> tf.distribute.Strategy:
         ]
         return tf.distribute.MirroredStrategy(devices)
     if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy(
-            cluster_resolver=_tf_config_resolver())
+        resolver = _tf_config_resolver()
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+        except RuntimeError as error:
+            if "program startup" not in str(error):
+                raise
+            raise ConfigError(
+                "A multi-worker strategy must be created before any other TensorFlow op runs "
+                "in the process (TensorFlow configures collective ops at start-up): call "
+                "make_strategy('multiworker') first.") from None
     raise ConfigError(f"'strategy' must be one of {STRATEGIES}; got {name!r}.")
 
 
