@@ -176,7 +176,7 @@ def make_venv(version: str, work: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     install = subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         f"tensorflow-cpu=={version}"], capture_output=True, text=True)
+         "--no-compile", f"tensorflow-cpu=={version}"], capture_output=True, text=True)
     if install.returncode != 0:
         shutil.rmtree(venv, ignore_errors=True)
         raise RuntimeError(f"pip install tensorflow-cpu=={version} failed: "
