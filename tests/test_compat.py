@@ -42,7 +42,7 @@ def test_the_check_passes_with_this_tensorflow(tmp_path):
         assert row["outputs_compared"] == len(SIGNATURES)
         # Not every output is bit-identical even on one runtime: a session's graph is
         # optimised differently from the exporting process's tf.function.
-        assert 0 <= row["max_abs_diff"] <= 1e-5
+        assert 0 <= row["max_abs_diff"] < 1e-3  # and within rtol=atol=1e-5: row["ok"]
     assert rows[1]["warmup_replayed"] == len(BATCHABLE_SIGNATURES)
     assert f"| TF {tf.__version__} | TF {tf.__version__} | c_api | 6/6 (" in done.stdout
 
@@ -55,7 +55,7 @@ def test_the_comparison_reports_differences_and_failed_loads():
             {"name": "b", "expected": {"log_prob": {"log_prob": [3.0]}}}]
     same = module.compare(jobs, {
         "a": {"outputs": {"log_prob": {"log_prob": [1.0, 2.0]}}, "warmup_replayed": 1},
-        "b": {"outputs": {"log_prob": {"log_prob": [3.0 + 1e-7]}}, "warmup_replayed": 1}})
+        "b": {"outputs": {"log_prob": {"log_prob": [3.0 + 1e-6]}}, "warmup_replayed": 1}})
     assert same["failures"] == [] and same["outputs_compared"] == 2
     assert same["outputs_bit_identical"] == 1 and same["warmup_replayed"] == 2
     off = module.compare(jobs, {
@@ -78,3 +78,13 @@ def test_exports_load_and_answer_alike_on_older_tensorflow(tmp_path):
         assert row["ok"], row
         assert row["outputs_compared"] == 3 * len(SIGNATURES)  # three exports
     assert {row["tensorflow"] for row in rows} == {v.strip() for v in versions}
+
+
+def test_the_tested_range_is_recorded_and_tabled():
+    from tfp_realnvp.serving import TESTED_SERVING_TENSORFLOW
+
+    readme = (ROOT / "export" / "README.md").read_text()
+    for version in TESTED_SERVING_TENSORFLOW:  # each claimed release has its table rows
+        assert readme.count(f"| TF {tf.__version__} | TF {version}.") == 2, version
+    oldest = min(TESTED_SERVING_TENSORFLOW, key=lambda v: tuple(map(int, v.split("."))))
+    assert f"built from TensorFlow **{oldest} or newer**" in readme

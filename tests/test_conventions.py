@@ -122,6 +122,7 @@ def test_info_on_an_export_lists_its_signatures(run_and_export):
         "dtype": "int32", "shape": [-1, 2]}
     assert summary["versions"]["tensorflow"] == tf.__version__
     assert summary["versions"]["tensorflow_probability"] == tfp.__version__
+    assert summary["export_info"]["oldest_serving_tensorflow_tested"] == "2.16"
     run_metrics = json.loads((run / "metrics.json").read_text())
     assert summary["metrics"]["best_validation_nll"] == run_metrics["best_validation_nll"]
     text = invoke("info", model_dir / "1").output

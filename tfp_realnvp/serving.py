@@ -46,7 +46,7 @@ SIGNATURES = ("serving_default", "log_prob", "sample", "sample_from_seeds", "enc
 BATCHABLE_SIGNATURES = tuple(s for s in SIGNATURES if s != "sample")
 # Releases whose TF1 session loader and C API (what TF Serving runs) loaded an export of
 # this TensorFlow and gave the same outputs: see export/check_compat.py and export/README.md.
-TESTED_SERVING_TENSORFLOW = ("2.20",)
+TESTED_SERVING_TENSORFLOW = ("2.16", "2.18", "2.20")
 # One `sample` request draws at most this many rows (a bound on a server's memory per call).
 MAX_SAMPLES = 1_000_000
 
