@@ -13,7 +13,7 @@ DOCKER="${DOCKER:-docker}"
 
 usage() {
   cat <<EOF
-Usage: $PROG [--gpu] [--print] [BASE_DIR] [-- SERVER_FLAGS...]
+Usage: $PROG [--gpu] [--batching] [--print] [BASE_DIR] [-- SERVER_FLAGS...]
 
 Run $TF_SERVING_IMAGE:$TF_SERVING_TAG on the export base directory BASE_DIR (default:
 ./exports), which holds BASE_DIR/$MODEL_NAME/<version>/ as written by 'tfp-realnvp export' or
@@ -22,19 +22,19 @@ Run $TF_SERVING_IMAGE:$TF_SERVING_TAG on the export base directory BASE_DIR (def
 
 Options:
   --gpu        Use the '-gpu' variant of the image tag and pass '--gpus all' to docker.
+  --batching   Server-side batching: mount export/batching_parameters.txt and pass
+               --enable_batching --batching_parameters_file (see export/README.md).
   --print      Print the docker command and exit.
   -h, --help   Show this help.
   -- FLAGS...  Everything after '--' is appended to the tensorflow_model_server command line
                inside the container, e.g. -- --rest_api_timeout_in_ms=5000
 
 Environment:
-  TF_SERVING_TAG    image tag (default: latest). The server must be built from a TensorFlow
-                    at least as new as the one that wrote the export (recorded in
-                    <version>/assets.extra/export_info.json). A graph written by a newer
-                    TensorFlow can fail to load on an older server with
-                    "NodeDef mentions attr ... not in Op". 'latest' is the newest *release*
-                    (2.20 when this was written) and may be older than your TensorFlow: then
-                    use TF_SERVING_TAG=nightly, or export with a matching older TensorFlow.
+  TF_SERVING_TAG    image tag (default: latest, the newest release: 2.20 when this was
+                    written). Exports were tested on the loaders of older TensorFlow releases
+                    (the table in export/README.md; the oldest is recorded in
+                    <version>/assets.extra/export_info.json); the script warns for a tag older
+                    than that, where loading may fail with "NodeDef mentions attr ... not in Op".
   TF_SERVING_IMAGE  image name (default: tensorflow/serving)
   MODEL_NAME        model name, the folder under BASE_DIR (default: realnvp)
   GRPC_PORT, REST_PORT  host ports to publish (default: 8500, 8501)
@@ -46,6 +46,7 @@ EOF
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 gpu=0
+batching=0
 print_only=0
 base_dir=""
 extra_flags=()
@@ -54,6 +55,7 @@ while (($#)); do
   case "$1" in
     -h | --help) usage; exit 0 ;;
     --gpu) gpu=1 ;;
+    --batching) batching=1 ;;
     --print) print_only=1 ;;
     --) shift; extra_flags=("$@"); break ;;
     -*) usage >&2; die "unknown option: $1" ;;
@@ -69,19 +71,12 @@ base_dir="${base_dir:-./exports}"
 locate_export "$base_dir"
 
 # --- version skew --------------------------------------------------------------------------
-export_tf="$(export_tensorflow_version)"
-if [[ -n "$export_tf" ]]; then
-  tag_version="${TF_SERVING_TAG%%-*}" # 2.20.0-gpu -> 2.20.0
-  if [[ "$tag_version" =~ ^[0-9]+(\.[0-9]+)*$ ]]; then
-    version_at_least "$tag_version" "$export_tf" ||
-      warn "version $latest_version was exported with TensorFlow $export_tf, newer than the
-  server in $TF_SERVING_IMAGE:$TF_SERVING_TAG; loading may fail with \"NodeDef mentions attr
-  ... not in Op\". Use TF_SERVING_TAG=nightly (or a release >= $export_tf)."
-  elif [[ "$TF_SERVING_TAG" == latest* ]]; then
-    warn "version $latest_version was exported with TensorFlow $export_tf. If the newest
-  TF Serving release (tag '$TF_SERVING_TAG') is older than that, the load fails with
-  \"NodeDef mentions attr ... not in Op\": then run again with TF_SERVING_TAG=nightly."
-  fi
+tag_version="${TF_SERVING_TAG%%-*}" # 2.20.0-gpu -> 2.20.0
+if [[ "$tag_version" =~ ^[0-9]+(\.[0-9]+)*$ ]]; then
+  warn_if_untested "$tag_version" "$TF_SERVING_IMAGE:$TF_SERVING_TAG"
+elif [[ "$TF_SERVING_TAG" == latest* ]]; then
+  # 'latest' is the newest release; the newest one seen when this was written:
+  warn_if_untested "$NEWEST_SERVING_RELEASE_SEEN" "$TF_SERVING_IMAGE:$TF_SERVING_TAG (TF Serving $NEWEST_SERVING_RELEASE_SEEN when this was written)"
 fi
 
 # --- the command ---------------------------------------------------------------------------
@@ -91,13 +86,21 @@ if ((gpu)); then
   [[ "$tag" == *-gpu ]] || tag="$tag-gpu"
   gpu_flags=(--gpus all)
 fi
+batching_mount=()
+batching_flags=()
+if ((batching)); then
+  batching_mount=(-v "$BATCHING_PARAMETERS:/models/batching_parameters.txt:ro")
+  batching_flags=(--enable_batching --batching_parameters_file=/models/batching_parameters.txt)
+fi
 cmd=(
   "$DOCKER" run --rm --init
   ${gpu_flags[@]+"${gpu_flags[@]}"}
   -p "$GRPC_PORT:8500" -p "$REST_PORT:8501"
   -v "$model_dir:/models/$MODEL_NAME:ro"
+  ${batching_mount[@]+"${batching_mount[@]}"}
   -e "MODEL_NAME=$MODEL_NAME"
   "$TF_SERVING_IMAGE:$tag"
+  ${batching_flags[@]+"${batching_flags[@]}"}
   ${extra_flags[@]+"${extra_flags[@]}"}
 )
 

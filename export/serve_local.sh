@@ -10,7 +10,7 @@ REST_PORT="${REST_PORT:-8501}"
 
 usage() {
   cat <<EOF
-Usage: $PROG [--config] [--policy POLICY] [--print] [BASE_DIR] [-- SERVER_FLAGS...]
+Usage: $PROG [--config] [--policy POLICY] [--batching] [--print] [BASE_DIR] [-- SERVER_FLAGS...]
 
 Start tensorflow_model_server on the export base directory BASE_DIR (default: ./exports),
 which holds BASE_DIR/$MODEL_NAME/<version>/ as written by 'tfp-realnvp export' or
@@ -24,6 +24,8 @@ Options:
                      latest   the newest version only (the server's default)
                      all      every version folder
                      1,3      exactly these versions
+  --batching       Server-side batching: --enable_batching with export/batching_parameters.txt
+                   (batchable signatures only: every one but 'sample'; see export/README.md).
   --print          Print the server command (and the generated config) and exit.
   -h, --help       Show this help.
   -- FLAGS...      Everything after '--' is passed to tensorflow_model_server unchanged,
@@ -44,6 +46,7 @@ EOF
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 use_config=0
+batching=0
 policy="latest"
 print_only=0
 base_dir=""
@@ -57,6 +60,7 @@ while (($#)); do
       (($# >= 2)) || die "--policy needs a value (latest, all or a list like 1,3)"
       policy="$2"; use_config=1; shift ;;
     --policy=*) policy="${1#--policy=}"; use_config=1 ;;
+    --batching) batching=1 ;;
     --print) print_only=1 ;;
     --) shift; extra_flags=("$@"); break ;;
     -*) usage >&2; die "unknown option: $1" ;;
@@ -89,20 +93,14 @@ if [[ -z "$server_path" ]]; then
   server_path="$server"
 fi
 
-# --- version skew: the server's TensorFlow must be at least the exporting TensorFlow ---------
-export_tf="$(export_tensorflow_version)"
+# --- version skew: the server's TensorFlow must be in the tested range ----------------------
 server_tf=""
 if [[ -x "$server_path" ]]; then
   # `--version` prints "TensorFlow ModelServer: X" and "TensorFlow Library: Y".
   server_tf="$("$server_path" --version 2>/dev/null |
     sed -n 's/^TensorFlow Library:[[:space:]]*\([0-9][0-9.]*\).*/\1/p' | head -n 1 || true)"
 fi
-if [[ -n "$export_tf" && -n "$server_tf" ]] && ! version_at_least "$server_tf" "$export_tf"; then
-  warn "version $latest_version was exported with TensorFlow $export_tf but this server is built
-  from TensorFlow $server_tf. Loading may fail with \"NodeDef mentions attr ... not in Op\".
-  Use a server built from TensorFlow >= $export_tf (e.g. a nightly), or export again with a
-  matching TensorFlow installed."
-fi
+warn_if_untested "$server_tf" "this server"
 
 # --- the command ---------------------------------------------------------------------------
 cmd=("$server_path" "--port=$GRPC_PORT" "--rest_api_port=$REST_PORT")
@@ -142,6 +140,9 @@ if ((use_config)); then
   cmd+=("--model_config_file=$config_file")
 else
   cmd+=("--model_name=$MODEL_NAME" "--model_base_path=$model_dir")
+fi
+if ((batching)); then
+  cmd+=("--enable_batching" "--batching_parameters_file=$BATCHING_PARAMETERS")
 fi
 cmd+=(${extra_flags[@]+"${extra_flags[@]}"})
 

@@ -16,6 +16,22 @@ from tfp_realnvp.flow import decode, encode
 
 TESTS = Path(__file__).parent
 SEED = np.array([3, 4], np.int32)
+SEED_ROWS = np.array([[3, 4], [5, 6], [3, 4]], np.int32)  # a repeated seed: a repeated row
+
+
+def seed_rows(count: int) -> np.ndarray:
+    """`count` seed rows for `sample_from_seeds`, cycling through SEED_ROWS."""
+    return SEED_ROWS[np.arange(count) % len(SEED_ROWS)]
+
+
+def samples_from_seeds(flow, seeds, context=None):
+    """Row i: `flow.sample(1, seed=seeds[i])` (given context row i): what the batchable
+    `sample_from_seeds` signature must return."""
+    rows = []
+    for i, seed in enumerate(np.asarray(seeds)):
+        kwargs = {} if context is None else context_kwargs(flow, context[i:i + 1])
+        rows.append(flow.sample(1, seed=tf.constant(seed), **kwargs)[0].numpy())
+    return np.stack(rows) if rows else np.zeros((0, flow.event_shape[-1]), np.float32)
 
 
 def expected_outputs(flow, x, z, num_samples=5, seed=SEED, context=None):
@@ -25,6 +41,8 @@ def expected_outputs(flow, x, z, num_samples=5, seed=SEED, context=None):
         "serving_default": {"log_prob": flow.log_prob(x, **kwargs).numpy()},
         "log_prob": {"log_prob": flow.log_prob(x, **kwargs).numpy()},
         "sample": {"samples": flow.sample(num_samples, seed=tf.constant(seed), **kwargs).numpy()},
+        "sample_from_seeds": {"samples": samples_from_seeds(
+            flow, seed_rows(3 if context is None else len(context)), context)},
         "encode": {"z": encode(flow, x, context).numpy()},
         "decode": {"x": decode(flow, z, context).numpy()},
     }
@@ -34,11 +52,12 @@ def signature_inputs(x, z, num_samples=5, seed=SEED, context=None):
     inputs = {
         "serving_default": {"x": x}, "log_prob": {"x": x},
         "sample": {"num_samples": np.array(num_samples, np.int32), "seed": seed},
+        "sample_from_seeds": {"seed": seed_rows(3 if context is None else len(context))},
         "encode": {"x": x}, "decode": {"z": z},
     }
     if context is not None:
         for request in inputs.values():
-            request["context"] = context
+            request["context"] = np.asarray(context)
     return inputs
 
 

@@ -25,7 +25,7 @@ import tfp_realnvp
 from tfp_realnvp import FlowConfig, build_flow
 from tfp_realnvp import train as train_lib
 from tfp_realnvp.data import make_toy
-from tfp_realnvp.serving import WARMUP_FILE
+from tfp_realnvp.serving import BATCHABLE_SIGNATURES, WARMUP_FILE
 
 tfd = tfp.distributions
 STATEFUL_RANDOM = {"RandomStandardNormal", "RandomUniform", "RandomUniformInt",
@@ -153,10 +153,11 @@ def test_c_api_loader_runs_signatures_and_replays_warmup(trained):
         "serving_default": ["tensorflow/serving/predict", ["x"], ["log_prob"]],
         "log_prob": ["tensorflow/serving/predict", ["x"], ["log_prob"]],
         "sample": ["tensorflow/serving/predict", ["num_samples", "seed"], ["samples"]],
+        "sample_from_seeds": ["tensorflow/serving/predict", ["seed"], ["samples"]],
         "encode": ["tensorflow/serving/predict", ["x"], ["z"]],
         "decode": ["tensorflow/serving/predict", ["z"], ["x"]],
     }
-    assert sorted(got.pop("warmup")) == sorted(signatures)
+    assert sorted(got.pop("warmup")) == sorted(BATCHABLE_SIGNATURES)
     assert "expected shape [?,2]" in got.pop("bad_width")
     assert_outputs_match(got, expected_outputs(flow, x, z))
 
@@ -211,7 +212,8 @@ def test_saved_model_cli_lists_the_signatures(trained):
         sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
     shown = subprocess.run([*command, "show", "--dir", str(version_dir), "--all"],
                            capture_output=True, text=True, timeout=120, check=True).stdout
-    for signature in ("serving_default", "log_prob", "sample", "encode", "decode"):
+    for signature in ("serving_default", "log_prob", "sample", "sample_from_seeds", "encode",
+                      "decode"):
         assert f"signature_def['{signature}']" in shown
     assert "shape: (-1, 2)" in shown and "name: serving_default_x:0" in shown
     assert "inputs['num_samples'] tensor_info:\n        dtype: DT_INT32\n        shape: ()" in shown

@@ -163,6 +163,84 @@ def test_serve_docker_warns_about_an_older_server(export_base):
     assert "NodeDef mentions attr" in done.stderr
 
 
+def record_oldest_tested(export_base: Path, oldest: str | None) -> None:
+    for info_file in export_base.glob("realnvp/*/assets.extra/export_info.json"):
+        info = {"tensorflow_version": "2.21.0"}
+        if oldest is not None:
+            info["oldest_serving_tensorflow_tested"] = oldest
+        info_file.write_text(json.dumps(info, indent=2))
+
+
+@needs_bash
+@pytest.mark.parametrize("oldest, tag, warned", [
+    ("2.16", "2.18.0", False),      # inside the tested range
+    ("2.16", "2.16.1-gpu", False),
+    ("2.16", "2.15.0", True),       # older than any tested
+    ("2.20", "latest", False),      # the newest release seen (2.20) is tested
+    ("2.21", "latest", True),
+    (None, "2.20.0", True),         # an export that records no range: same TF or newer
+    (None, "2.21.0", False),
+])
+def test_serve_docker_warns_only_outside_the_tested_range(export_base, oldest, tag, warned):
+    record_oldest_tested(export_base, oldest)
+    done = run_script("serve_docker.sh", "--print", str(export_base), TF_SERVING_TAG=tag)
+    assert done.returncode == 0, done.stderr
+    assert ("older than the tested range" in done.stderr) == warned, done.stderr
+
+
+@needs_bash
+def test_serve_local_warns_for_a_server_older_than_the_tested_range(export_base, tmp_path):
+    record_oldest_tested(export_base, "2.16")
+    for version, warned in (("2.15.1", True), ("2.18.0", False)):
+        server = tmp_path / f"server-{version}"
+        server.write_text(f"#!/bin/sh\necho 'TensorFlow ModelServer: {version}'\n"
+                          f"echo 'TensorFlow Library: {version}'\n")
+        server.chmod(0o755)
+        done = run_script("serve_local.sh", "--print", str(export_base),
+                          TFP_REALNVP_MODEL_SERVER=str(server))
+        assert done.returncode == 0, done.stderr
+        assert ("TensorFlow 2.16 to 2.21.0" in done.stderr) == warned, done.stderr
+
+
+@needs_bash
+def test_batching_flag_passes_the_shipped_parameters_file(export_base):
+    local = run_script("serve_local.sh", "--print", "--batching", str(export_base),
+                       TFP_REALNVP_MODEL_SERVER="/nonexistent/tensorflow_model_server")
+    assert local.returncode == 0, local.stderr
+    command = shlex.split(local.stdout.strip().splitlines()[-1])
+    assert "--enable_batching" in command
+    assert f"--batching_parameters_file={KIT / 'batching_parameters.txt'}" in command
+    docker = run_script("serve_docker.sh", "--print", "--batching", str(export_base))
+    command = shlex.split(docker.stdout.strip())
+    assert f"{KIT / 'batching_parameters.txt'}:/models/batching_parameters.txt:ro" in command
+    image = command.index("tensorflow/serving:latest")
+    assert command[image + 1:] == ["--enable_batching",
+                                   "--batching_parameters_file=/models/batching_parameters.txt"]
+
+
+# BatchingParameters fields (tensorflow_serving/servables/tensorflow/session_bundle_config.proto;
+# the pip package tensorflow-serving-api does not ship that proto).
+BATCHING_FIELDS = {"max_batch_size", "batch_timeout_micros", "max_enqueued_batches",
+                   "num_batch_threads", "thread_pool_name", "allowed_batch_sizes",
+                   "pad_variable_length_inputs", "enable_large_batch_splitting"}
+
+
+def test_batching_parameters_file_sets_known_fields_to_sane_values():
+    import re
+
+    values = {}
+    for line in (KIT / "batching_parameters.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            match = re.fullmatch(r"(\w+) \{ value: (\d+) \}", line)
+            assert match, line
+            values[match[1]] = int(match[2])
+    assert set(values) <= BATCHING_FIELDS
+    assert values["max_batch_size"] >= 256
+    assert 0 < values["batch_timeout_micros"] <= 100_000
+    assert values["num_batch_threads"] >= 1 and values["max_enqueued_batches"] >= 1
+
+
 # --- gRPC client ----------------------------------------------------------------------------
 
 

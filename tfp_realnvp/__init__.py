@@ -31,7 +31,7 @@ _EXPORTS = {
     "ConfigError": "errors",
 }
 _SUBMODULES = ("auto", "bench", "cli", "config", "coupling", "data", "ensemble", "errors", "flow",
-               "mixing", "networks", "plots", "rundir", "sampling", "scoring", "serving",
+               "info", "mixing", "networks", "plots", "rundir", "sampling", "scoring", "serving",
                "summaries", "train")
 
 __all__ = ["AffineCoupling", "ConfigError", "DataError", "FlowConfig", "TfpRealnvpError",

@@ -52,17 +52,20 @@ def main() -> None:
     cli()
 
 
-def start_tensorflow() -> None:
+def start_tensorflow(strategy: str | None = None) -> Any:
     """Imports TensorFlow and initialises its devices with the process's stderr (the file
-    descriptor, where its C++ code writes) pointed at /dev/null.
+    descriptor, where its C++ code writes) pointed at /dev/null; returns the
+    `tf.distribute` strategy named by `strategy` (None: none is made).
 
     TensorFlow 2.21 prints oneDNN, cudart and cuInit lines before its logging is
     configured, whatever TF_CPP_MIN_LOG_LEVEL says; a CLI user should see our output, not
     those. Python errors are unaffected: an import failure raises after stderr is back.
-    Commands that need TensorFlow call this first; `--help` never does.
+    Commands that need TensorFlow call this first; `--help` never does. The strategy is made
+    here, before the devices are initialised, because TensorFlow requires a
+    MultiWorkerMirroredStrategy to exist before any other op runs in the process.
     """
     if "tensorflow" in sys.modules:
-        return
+        return None if strategy is None else tfp_realnvp.train.make_strategy(strategy)
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -70,11 +73,13 @@ def start_tensorflow() -> None:
         os.dup2(devnull, 2)
         import tensorflow as tf
 
+        made = None if strategy is None else tfp_realnvp.train.make_strategy(strategy)
         tf.config.list_logical_devices()
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+    return made
 
 
 @contextlib.contextmanager
@@ -140,6 +145,63 @@ def _fields_of(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k in names and v is not None}
 
 
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML or JSON file's top-level table; click errors name the file."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".json":
+            values = json.loads(path.read_text())
+        elif suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                raise click.BadParameter(f"{path}: reading TOML needs Python >= 3.11; write "
+                                         "the same keys as JSON instead.") from None
+            values = tomllib.loads(path.read_text())
+        else:
+            raise click.BadParameter(f"{path}: must end in .toml or .json.")
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError, TOMLDecodeError
+        raise click.BadParameter(f"{path} is not valid {suffix[1:].upper()}: {error}") from None
+    if not isinstance(values, dict):
+        raise click.BadParameter(f"{path}: expected a table of option = value; got "
+                                 f"{type(values).__name__}.")
+    return values
+
+
+def _config_file_defaults(ctx: click.Context, param: click.Parameter,
+                          path: Path | None) -> Path | None:
+    """`--config FILE`: the file's values become the command's defaults (`default_map`), so
+    every option given on the command line wins. Keys are the long option names, with `-`
+    or `_` (`hidden-units`, `hidden_units`, `out`, `data`); each value is checked by the
+    option's own type; an unknown key is refused with the list of known ones."""
+    if path is None:
+        return None
+    options = {}
+    for other in ctx.command.params:
+        if isinstance(other, click.Option) and other.name != param.name:
+            for flag in other.opts:
+                options[flag.lstrip("-").replace("-", "_")] = other
+    values, unknown = {}, []
+    for key, value in _read_config_file(path).items():
+        option = options.get(str(key).replace("-", "_"))
+        if option is None:
+            unknown.append(key)
+            continue
+        try:
+            converted = option.type_cast_value(ctx, value)
+        except click.BadParameter as error:
+            raise click.BadParameter(f"{path}: {key} = {value!r}: {error.message}") from None
+        if (option.is_flag or option.is_bool_flag) and not isinstance(value, bool):
+            raise click.BadParameter(f"{path}: {key} = {value!r}: expected true or false.")
+        values[option.name] = converted
+    if unknown:
+        known = sorted({o.opts[0].lstrip("-") for o in options.values()})
+        raise click.BadParameter(f"{path}: unknown key(s) {', '.join(map(str, unknown))}; "
+                                 f"known: {', '.join(known)}.")
+    ctx.default_map = {**(ctx.default_map or {}), **values}
+    return path
+
+
 @click.group()
 @click.version_option(tfp_realnvp.__version__, prog_name="tfp-realnvp")
 def cli() -> None:
@@ -147,6 +209,11 @@ def cli() -> None:
 
 
 @cli.command()
+@click.option("--config", "config_file", is_eager=True, expose_value=False,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              callback=_config_file_defaults,
+              help="Read options from FILE.toml or FILE.json (keys: the option names, e.g. "
+                   "hidden-units = 64); options on the command line win.")
 @click.option("--dataset", type=click.Choice(TOY_DATASET_NAMES), default="moons",
               show_default=True, help="Built-in toy set to train on (ignored with --data).")
 @click.option("--num-points", type=click.IntRange(min=10), default=3000, show_default=True,
@@ -164,7 +231,9 @@ def cli() -> None:
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the toy data, the split, the shuffle and the weights.")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="default",
-              show_default=True, help="tf.distribute strategy for training.")
+              show_default=True,
+              help="tf.distribute strategy: mirrored = every local GPU (or CPU); multiworker "
+                   "= one process per machine, the cluster given by TF_CONFIG.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--export", "export_base", type=click.Path(file_okay=False, path_type=Path),
               help="After training, export a SavedModel to EXPORT/realnvp/<next version>.")
@@ -186,14 +255,17 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
     """
     if resume and run_dir is None:
         raise click.UsageError("--resume needs --out RUN_DIR naming the run to continue.")
-    start_tensorflow()
+    if resume and strategy == "multiworker":
+        raise click.UsageError("--resume runs in one process; resume a multi-worker run on "
+                               "the chief with --strategy default or mirrored.")
     with reported_errors():
+        distribution = start_tensorflow(strategy)
         if resume:
             seed_given = ctx.get_parameter_source("seed") != click.core.ParameterSource.DEFAULT
             changes = {k: v for k, v in options.items() if v is not None}
             if seed_given:
                 changes.update(seed=seed, mixing_seed=seed)
-            result = _resume(run_dir, data_file, drop_nonfinite, strategy, quiet, changes,
+            result = _resume(run_dir, data_file, drop_nonfinite, distribution, quiet, changes,
                              tensorboard or None)
             data = None  # the plot reads the run's recorded data
         else:
@@ -209,10 +281,12 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
             epochs = given.get("epochs") or tfp_realnvp.auto.choose(*data.shape).train.epochs
             with _progress(epochs, quiet) as on_epoch:
                 result = tfp_realnvp.fit(data, run_dir, data_info=data_info,
-                                         strategy=tfp_realnvp.train.make_strategy(strategy),
-                                         on_epoch=on_epoch,
+                                         strategy=distribution, on_epoch=on_epoch,
                                          settings={**given, "seed": seed, "mixing_seed": seed},
                                          tensorboard=tensorboard)
+        if not result.chief:
+            _report_worker(result)
+            return
         metrics = _score_toy_run(result)
     _report_fit(result.run_dir, metrics)
     if (result.run_dir / tfp_realnvp.summaries.TENSORBOARD_DIR).is_dir():
@@ -239,15 +313,14 @@ def _read_data(path: Path, drop_nonfinite: bool):
     return tfp_realnvp.data.validate_array(table, source=str(path))
 
 
-def _resume(run_dir: Path, data_file: Path | None, drop_nonfinite: bool, strategy: str,
+def _resume(run_dir: Path, data_file: Path | None, drop_nonfinite: bool, strategy: Any,
             quiet: bool, changes: dict[str, Any], tensorboard: bool | None = None):
     stored = tfp_realnvp.rundir.RunDir(run_dir).read_config()
     data = _recorded_data(stored.data) if data_file is None else \
         _read_data(data_file, drop_nonfinite)
     with _progress(changes.get("epochs", stored.train.epochs), quiet) as on_epoch:
-        return tfp_realnvp.resume(run_dir, data,
-                                  strategy=tfp_realnvp.train.make_strategy(strategy),
-                                  on_epoch=on_epoch, tensorboard=tensorboard, **changes)
+        return tfp_realnvp.resume(run_dir, data, strategy=strategy, on_epoch=on_epoch,
+                                  tensorboard=tensorboard, **changes)
 
 
 def _recorded_data(info: dict[str, Any]):
@@ -294,6 +367,18 @@ def _report_fit(run_dir: Path, metrics: dict[str, Any]) -> None:
         click.echo(f"held-out test NLL: {metrics['test_nll']:.4f} nats "
                    f"({metrics['test_num_points']} fresh points; median "
                    f"{metrics['test_median']:.4f}, max {metrics['test_max']:.2f})")
+    if metrics.get("num_workers", 1) > 1:
+        click.echo(f"chief of {metrics['num_workers']} workers; weights sha256: "
+                   f"{metrics['weights_sha256']}")
+
+
+def _report_worker(result) -> None:
+    """What a non-chief worker of a multi-worker run says: the chief writes the run."""
+    metrics = result.metrics
+    click.echo(f"worker of {metrics['num_workers']}: trained {metrics['epochs_run']} epochs "
+               f"(best validation NLL {metrics['best_validation_nll']:.4f} nats); the chief "
+               f"writes the run directory {result.run_dir}")
+    click.echo(f"weights sha256: {metrics['weights_sha256']}")
 
 
 def _export_and_report(source: Path, base_dir: Path, name: str, version: int | None) -> None:
@@ -435,6 +520,19 @@ def _plot_rows(model, data_file: Path | None):
         rows, _ = tfp_realnvp.data.drop_nonfinite_rows(rows)
     return tfp_realnvp.data.validate_array(rows, str(data_file),
                                            expected_width=model.config.event_dim)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info(path: Path, as_json: bool) -> None:
+    """What a run directory or an export holds: configuration, dimension, signatures,
+    metrics, and the TensorFlow / TFP versions that wrote it."""
+    start_tensorflow()
+    with reported_errors():
+        summary = tfp_realnvp.info.describe(path)
+    click.echo(json.dumps(summary, indent=2) if as_json else
+               tfp_realnvp.info.format_summary(summary))
 
 
 @cli.group()

@@ -19,7 +19,7 @@ COUPLINGS = ("affine", "spline")
 MIXINGS = ("reverse", "random", "lu")
 SCHEDULES = ("cosine", "constant")
 DEQUANTIZE = ("none", "uniform", "auto")
-STRATEGIES = ("default", "mirrored")
+STRATEGIES = ("default", "mirrored", "multiworker")
 TOY_DATASET_NAMES = ("moons", "circles", "blobs", "swissroll")
 QUALITY_TABLES = ("moons", "circles", "swissroll", "iris", "wine", "diabetes", "breast_cancer",
                   "digits")

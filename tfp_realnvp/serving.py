@@ -6,8 +6,8 @@ Layout (what `tensorflow_model_server --model_base_path=BASE/NAME` expects):
 BASE/NAME/VERSION/saved_model.pb, variables/       tag "serve"
 BASE/NAME/VERSION/assets.extra/flow_config.json     rebuilds the flow (`load`)
                               /metrics.json         the training run's metrics
-                              /export_info.json     TF version that wrote it, signatures
-                              /tf_serving_warmup_requests   one Predict per signature
+                              /export_info.json     TF/TFP versions that wrote it, signatures
+                              /tf_serving_warmup_requests   one Predict per batchable signature
 ```
 """
 
@@ -40,7 +40,13 @@ tfd = tfp.distributions
 
 EXPORT_INFO_FILE = "export_info.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
-SIGNATURES = ("serving_default", "log_prob", "sample", "encode", "decode")
+SIGNATURES = ("serving_default", "log_prob", "sample", "sample_from_seeds", "encode", "decode")
+# Every input and output has a leading batch dimension, rows answered independently: what
+# a model server with --enable_batching may merge (`sample` takes a scalar num_samples).
+BATCHABLE_SIGNATURES = tuple(s for s in SIGNATURES if s != "sample")
+# Releases whose TF1 session loader and C API (what TF Serving runs) loaded an export of
+# this TensorFlow and gave the same outputs: see export/check_compat.py and export/README.md.
+TESTED_SERVING_TENSORFLOW = ("2.16", "2.18", "2.20")
 # One `sample` request draws at most this many rows (a bound on a server's memory per call).
 MAX_SAMPLES = 1_000_000
 
@@ -54,6 +60,11 @@ class FlowServingModule(tf.Module):
     NaN log_prob, the others their own values; an empty batch gets an empty answer.
     `num_samples` must be in [0, MAX_SAMPLES]. Sampling takes an int32 `[2]` seed and lowers to
     stateless random ops: the same seed gives the same samples on every server.
+
+    `sample_from_seeds` is sampling for batching servers: seeds `[B, 2]` (and contexts
+    `[B, C]`) give samples `[B, D]`, row i = `sample(num_samples=1, seed=seed[i],
+    context=context[i:i+1])[0]`, each row drawn on its own, so the answer to two requests
+    merged is the two answers stacked.
     """
 
     def __init__(self, flow: tfd.TransformedDistribution, config: FlowConfig) -> None:
@@ -69,6 +80,8 @@ class FlowServingModule(tf.Module):
         self.log_prob = tf.function(self._log_prob, input_signature=[
             tf.TensorSpec([None, self._dim], tf.float32, name="x"), *extra])
         self.sample = tf.function(self._sample, input_signature=[*sample_specs, *extra])
+        self.sample_from_seeds = tf.function(self._sample_from_seeds, input_signature=[
+            tf.TensorSpec([None, 2], tf.int32, name="seed"), *extra])
         self.encode = tf.function(self._encode, input_signature=[
             tf.TensorSpec.from_spec(events, name="x"), *extra])
         self.decode = tf.function(self._decode, input_signature=[
@@ -76,7 +89,8 @@ class FlowServingModule(tf.Module):
 
     def signatures(self) -> dict[str, Any]:
         return {"serving_default": self.log_prob, "log_prob": self.log_prob,
-                "sample": self.sample, "encode": self.encode, "decode": self.decode}
+                "sample": self.sample, "sample_from_seeds": self.sample_from_seeds,
+                "encode": self.encode, "decode": self.decode}
 
     def _events(self, x: tf.Tensor, name: str) -> tf.Tensor:
         return tf.ensure_shape(x, [None, self._dim], name=f"check_{name}_is_batch_by_{self._dim}")
@@ -106,6 +120,19 @@ class FlowServingModule(tf.Module):
             samples = self.flow.sample(num_samples, seed=seed, **self._kwargs(context))
         return {"samples": samples}
 
+    def _sample_from_seeds(self, seed, context=None):
+        seed = tf.ensure_shape(seed, [None, 2], name="check_seed_is_batch_by_2")
+        context = self._context(context)
+        rows = (seed,) if context is None else (seed, context)
+
+        def one_sample(row: tuple[tf.Tensor, ...]) -> tf.Tensor:
+            own_context = None if context is None else row[1][tf.newaxis]
+            return self.flow.sample(1, seed=row[0], **self._kwargs(own_context))[0]
+
+        samples = tf.map_fn(one_sample, rows,
+                            fn_output_signature=tf.TensorSpec([self._dim], tf.float32))
+        return {"samples": samples}
+
     def _encode(self, x, context=None):
         return {"z": encode(self.flow, self._events(x, "x"), self._context(context))}
 
@@ -121,16 +148,21 @@ def next_version(model_dir: Path) -> int:
 
 
 def _warmup_inputs(config: FlowConfig) -> dict[str, dict[str, np.ndarray]]:
-    """A small valid request per signature (two rows at the data mean)."""
+    """A small valid request per batchable signature (two rows at the data mean).
+
+    `sample` is left out: its scalar `num_samples` cannot go through a server with
+    --enable_batching, and one failing warm-up record fails the model's load.
+    """
     shift = np.zeros(config.event_dim) if config.data_shift is None else config.data_shift
     x = np.tile(np.asarray(shift, np.float32), (2, 1))
     requests = {
         "serving_default": {"x": x},
         "log_prob": {"x": x},
-        "sample": {"num_samples": np.array(2, np.int32), "seed": np.array([0, 0], np.int32)},
+        "sample_from_seeds": {"seed": np.array([[0, 0], [0, 1]], np.int32)},
         "encode": {"x": x},
         "decode": {"z": np.zeros_like(x)},
     }
+    assert set(requests) == set(BATCHABLE_SIGNATURES)
     if config.context_dim:
         for inputs in requests.values():
             inputs["context"] = np.zeros((2, config.context_dim), np.float32)
@@ -138,7 +170,7 @@ def _warmup_inputs(config: FlowConfig) -> dict[str, dict[str, np.ndarray]]:
 
 
 def write_warmup_requests(path: Path, model_name: str, config: FlowConfig) -> int:
-    """Writes TF Serving's warm-up TFRecord: one `PredictionLog` per signature.
+    """Writes TF Serving's warm-up TFRecord: one `PredictionLog` per batchable signature.
 
     The model server replays these before it marks the version AVAILABLE, so the first
     real request does not pay for graph initialisation. A record that fails makes the
@@ -168,14 +200,21 @@ def _write_assets(version_dir: Path, name: str, config: FlowConfig,
         (extra / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     info = {
         "tensorflow_version": tf.__version__,
+        "tensorflow_probability_version": tfp.__version__,
         "tfp_realnvp_version": __version__,
         "model_name": name,
         "event_dim": config.event_dim,
         "context_dim": config.context_dim,
         "ensemble_size": config.ensemble_size,
         "signatures": list(SIGNATURES),
+        "batchable_signatures": list(BATCHABLE_SIGNATURES),
         "max_samples_per_request": MAX_SAMPLES,
-        "note": "Serve with TensorFlow Serving built from TensorFlow >= tensorflow_version.",
+        "serving_tensorflow_tested": list(TESTED_SERVING_TENSORFLOW),
+        "oldest_serving_tensorflow_tested": min(
+            TESTED_SERVING_TENSORFLOW, key=lambda v: tuple(map(int, v.split(".")))),
+        "note": "Tested on the TF Serving loaders of TensorFlow "
+                f"{', '.join(TESTED_SERVING_TENSORFLOW)} and {tf.__version__}; see "
+                "export/README.md for the compatibility table.",
     }
     (extra / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     write_warmup_requests(extra / WARMUP_FILE, name, config)

@@ -7,12 +7,18 @@ stops early, checkpoints, and leaves the run directory complete (see `rundir.py`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import json
 import math
+import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +64,28 @@ class EpochMetrics:
 
 @dataclasses.dataclass
 class FitResult:
+    """A trained flow, its run directory and metrics.
+
+    `chief` is False in a non-chief worker of a multi-worker run: its copy of the run went
+    to a temporary directory that is removed; `run_dir` names the chief's.
+    """
+
     flow: tfd.TransformedDistribution
     run_dir: Path
     metrics: dict[str, Any]
+    chief: bool = True
 
 
 def make_strategy(name: str = "default") -> tf.distribute.Strategy:
     """`default`: the current (default) strategy; `mirrored`: MirroredStrategy over every
-    visible device (on a CPU split into logical devices, one replica per device)."""
+    visible device (on a CPU split into logical devices, one replica per device);
+    `multiworker`: MultiWorkerMirroredStrategy over the cluster that `TF_CONFIG` describes
+    (one process per worker, each running the same command).
+
+    TensorFlow's rule for `multiworker`: the strategy must be created before any other
+    TensorFlow op runs in the process (collective ops are configured at start-up); the CLI
+    creates it first thing (`cli.start_tensorflow`).
+    """
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -73,7 +93,55 @@ def make_strategy(name: str = "default") -> tf.distribute.Strategy:
             d.name for d in tf.config.list_logical_devices("CPU")
         ]
         return tf.distribute.MirroredStrategy(devices)
+    if name == "multiworker":
+        resolver = _tf_config_resolver()
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+        except RuntimeError as error:
+            if "program startup" not in str(error):
+                raise
+            raise ConfigError(
+                "A multi-worker strategy must be created before any other TensorFlow op runs "
+                "in the process (TensorFlow configures collective ops at start-up): call "
+                "make_strategy('multiworker') first.") from None
     raise ConfigError(f"'strategy' must be one of {STRATEGIES}; got {name!r}.")
+
+
+TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                     '"task": {"type": "worker", "index": 0}}')
+
+
+def _tf_config_resolver() -> tf.distribute.cluster_resolver.TFConfigClusterResolver:
+    """The cluster `TF_CONFIG` describes; ConfigError when it is missing or malformed (a
+    worker without it would silently train alone)."""
+    text = os.environ.get("TF_CONFIG", "")
+    example = f"e.g. TF_CONFIG='{TF_CONFIG_EXAMPLE}' on the first machine, index 1 on the next"
+    if not text.strip():
+        raise ConfigError(f"--strategy multiworker needs the TF_CONFIG environment variable "
+                          f"naming the cluster and this worker's task; {example}.")
+    try:
+        spec = json.loads(text)
+        workers = spec["cluster"]["worker"]
+        task = spec["task"]
+        index = int(task["index"])
+        if task["type"] not in spec["cluster"] or not isinstance(workers, list):
+            raise ValueError(f"task type {task['type']!r} is not in the cluster")
+        if not 0 <= index < len(spec["cluster"][task["type"]]):
+            raise ValueError(f"task index {index} is out of range")
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"TF_CONFIG is not a usable cluster description ({type(error).__name__}: "
+                          f"{error}); {example}.") from None
+    return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run (every process but a non-chief multi-worker one)."""
+    return bool(getattr(strategy.extended, "should_checkpoint", True))
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """Processes training together: the workers of a multi-worker strategy, else 1."""
+    return int(getattr(strategy.extended, "_num_workers", 1))
 
 
 def _negative_log_prob(flow: tfd.TransformedDistribution, x: tf.Tensor) -> tf.Tensor:
@@ -146,6 +214,20 @@ class Trainer:
         self.validation_nll = tf.function(self._validation_nll_fn)
         self.keep_best = tf.function(self._keep_best_fn)
         self.restore_best = tf.function(self._restore_best_fn)
+        self._sum_over_workers = tf.function(self._sum_over_workers_fn)
+
+    def any_worker(self, *flags: bool) -> list[bool]:
+        """Each flag, true if it is true in any worker: decisions a worker takes alone (a
+        time budget on its own clock, a signal it received) are taken by all, so no worker
+        waits forever in a collective the others left. One worker: the flags unchanged."""
+        if num_workers(self.strategy) == 1:
+            return list(flags)
+        summed = self._sum_over_workers(tf.constant([float(f) for f in flags]))
+        return [bool(v > 0) for v in summed.numpy()]
+
+    def _sum_over_workers_fn(self, values: tf.Tensor) -> tf.Tensor:
+        per_replica = self.strategy.run(tf.identity, args=(values,))
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
     def set_fold_maps(self) -> None:
         """Starts each ensemble member at the Gaussian of its own training rows (in the
@@ -266,7 +348,30 @@ class Trainer:
 
         datasets = tuple(member_epochs(m, train) for m, (train, _) in enumerate(self.splits))
         dataset = tf.data.Dataset.zip(datasets).prefetch(tf.data.AUTOTUNE)
+        # Several workers: each global batch is split over the replicas of all workers (the
+        # rows are in memory, so there are no files to shard by).
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        dataset = dataset.with_options(options)
         return iter(self.strategy.experimental_distribute_dataset(dataset))
+
+
+def software_versions() -> dict[str, str]:
+    """The versions of the software that trained (or exported) a model."""
+    from tfp_realnvp import __version__
+
+    return {"tfp_realnvp": __version__, "tensorflow": tf.__version__,
+            "tensorflow_probability": tfp.__version__, "tf_keras": tf_keras.__version__}
+
+
+def weights_digest(variables: list[tf.Variable]) -> str:
+    """sha256 over the variables' float bytes, in order: equal digests mean bit-identical
+    weights (e.g. the workers of a multi-worker run agree)."""
+    digest = hashlib.sha256()
+    for variable in variables:
+        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+    return digest.hexdigest()
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -323,15 +428,34 @@ def fit(
         event_dim=data.shape[1], **data_lib.affine_stats(fitted_rows, flow_config.whiten))
     train_config = train_config.replace(
         dequantize_steps=data_lib.grid_steps(fitted_rows, train_config.dequantize))
-    run = RunDir(run_dir)
-    run.create()
-    run.write_config(RunConfig(flow_config, train_config, {
-        **(data_info or {}), "sha256": data_lib.content_hash(data),
-        "num_train": len(splits[0][0]),
-        "num_validation": len(splits[0][1])}, auto_record))
-    trainer = Trainer(flow_config, train_config, splits, strategy or make_strategy())
-    trainer.set_fold_maps()
-    return _train(trainer, run, on_epoch, history=[], tensorboard=tensorboard)
+    strategy = strategy or make_strategy()
+    with _worker_run_dir(run_dir, strategy) as own_dir:
+        run = RunDir(own_dir)
+        run.create()
+        run.write_config(RunConfig(flow_config, train_config, {
+            **(data_info or {}), "sha256": data_lib.content_hash(data),
+            "num_train": len(splits[0][0]),
+            "num_validation": len(splits[0][1])}, auto_record))
+        trainer = Trainer(flow_config, train_config, splits, strategy)
+        trainer.set_fold_maps()
+        result = _train(trainer, run, on_epoch, history=[], tensorboard=tensorboard)
+    return dataclasses.replace(result, run_dir=Path(run_dir), chief=is_chief(strategy))
+
+
+@contextlib.contextmanager
+def _worker_run_dir(run_dir: str | Path, strategy: tf.distribute.Strategy) -> Iterator[Path]:
+    """Where this process writes its run: `run_dir` for the chief (and any single-process
+    run); for another worker of a multi-worker run, a temporary directory removed at the
+    end. Every worker must still save checkpoints (saving may run collective ops), so the
+    others write theirs where nobody reads them: TensorFlow's multi-worker convention."""
+    if is_chief(strategy):
+        yield Path(run_dir)
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="tfp-realnvp-worker-"))
+    try:
+        yield scratch / "run"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _apply_settings(flow_config: FlowConfig, train_config: TrainConfig,
@@ -500,18 +624,22 @@ def _epochs(trainer: Trainer, run: RunDir, on_epoch: Callable[[EpochMetrics], No
         history.append(dataclasses.asdict(record))
         if on_epoch is not None:
             on_epoch(record)
-        if stop.signal_number is not None:
+        signalled, over_budget = trainer.any_worker(
+            stop.signal_number is not None,
+            config.time_budget is not None and time.perf_counter() - started > config.time_budget)
+        if signalled:
+            number = stop.signal_number or signal.SIGTERM  # another worker was stopped
             manager.save(checkpoint_number=epoch)
             run.write_metrics(_metrics(trainer, history, "interrupted",
                                        time.perf_counter() - started, "signal"))
             raise TrainingInterruptedError(
-                f"Stopped by {signal.Signals(stop.signal_number).name} after epoch {epoch}; "
+                f"Stopped by {signal.Signals(number).name} after epoch {epoch}; "
                 f"a checkpoint is saved in {run.checkpoint_dir}. Resume the run to continue "
-                "from it.", stop.signal_number)
+                "from it.", number)
         if epoch - int(state.best_epoch.numpy().max()) >= config.patience:
             stop_reason = "patience"
             break
-        if config.time_budget is not None and time.perf_counter() - started > config.time_budget:
+        if over_budget:
             stop_reason = "time_budget"
             break
         if epoch % config.checkpoint_every == 0:
@@ -578,5 +706,8 @@ def _metrics(
         "steps_per_epoch": trainer.steps_per_epoch,
         "batch_size": trainer.global_batch,
         "num_replicas": trainer.strategy.num_replicas_in_sync,
+        "num_workers": num_workers(trainer.strategy),
+        "weights_sha256": weights_digest(trainer.variables),
+        "versions": software_versions(),
         "history": history,
     }

@@ -1,0 +1,117 @@
+"""What a run directory or an export holds: configuration, signatures, metrics, versions."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from tfp_realnvp.errors import ModelNotFoundError
+from tfp_realnvp.rundir import ASSETS_EXTRA, SAVED_MODEL_FILE, RunDir, find_model
+
+METRIC_KEYS = ("status", "epochs_run", "best_epoch", "best_validation_nll",
+               "initial_validation_nll", "stop_reason", "wall_time_s", "num_workers",
+               "test_nll", "test_median", "test_p99", "test_max", "test_num_points")
+
+
+def describe(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON-ready summary of a run or an export.
+
+    Keys: `kind` ("run" or "export"), `path`, `event_dim`, `context_dim`, `ensemble_size`,
+    `flow` (the FlowConfig), `metrics` (the summary keys of metrics.json, None when the
+    model has none), `versions` (software that wrote it; None when not recorded); a run
+    adds `train` (the TrainConfig), `data` and `auto`; an export adds `versions_on_disk`
+    (its model folder's integer versions), `signatures` (name -> inputs and outputs with
+    dtype and shape, -1 for a dynamic size) and `export_info`.
+
+    Args:
+      path: a run directory, an export version folder, or the model folder above versions.
+    """
+    model = find_model(path)
+    flow = model.config
+    metrics = model.metrics
+    summary: dict[str, Any] = {
+        "kind": model.kind, "path": str(model.path), "event_dim": flow.event_dim,
+        "context_dim": flow.context_dim, "ensemble_size": flow.ensemble_size,
+        "flow": {k: v for k, v in flow.to_dict().items() if not k.startswith("data_")},
+        "metrics": None if metrics is None else {k: metrics[k] for k in METRIC_KEYS
+                                                 if k in metrics},
+        "versions": None if metrics is None else metrics.get("versions"),
+    }
+    if model.kind == "run":
+        stored = RunDir(model.path).read_config()
+        summary.update(train=stored.train.to_dict(), data=stored.data, auto=stored.auto)
+        return summary
+    info_file = model.path / ASSETS_EXTRA / "export_info.json"
+    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    summary["export_info"] = info
+    summary["versions"] = {k: info[f"{k}_version"] for k in
+                           ("tfp_realnvp", "tensorflow", "tensorflow_probability")
+                           if f"{k}_version" in info} or summary["versions"]
+    summary["versions_on_disk"] = sorted(
+        int(p.name) for p in model.path.parent.iterdir()
+        if p.name.isdigit() and (p / SAVED_MODEL_FILE).is_file())
+    summary["signatures"] = signatures(model.path)
+    return summary
+
+
+def signatures(version_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each serving signature's inputs and outputs: `{"dtype": "float32", "shape": [-1, 2]}`
+    (a scalar has shape [])."""
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.framework import types_pb2
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    try:
+        saved = saved_model_pb2.SavedModel.FromString(
+            (version_dir / SAVED_MODEL_FILE).read_bytes())
+    except DecodeError:
+        raise ModelNotFoundError(f"{version_dir}: {SAVED_MODEL_FILE} is unreadable (truncated "
+                                 "or not a SavedModel); export the run again.") from None
+
+    def tensors(infos: Any) -> dict[str, dict[str, Any]]:
+        return {key: {"dtype": types_pb2.DataType.Name(info.dtype)[3:].lower(),
+                      "shape": [d.size for d in info.tensor_shape.dim]}
+                for key, info in sorted(infos.items())}
+
+    found = {}
+    for meta in saved.meta_graphs:
+        for name, definition in meta.signature_def.items():
+            if not name.startswith("__"):
+                found[name] = {"inputs": tensors(definition.inputs),
+                               "outputs": tensors(definition.outputs)}
+    return dict(sorted(found.items()))
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The summary as lines of text for a terminal."""
+    lines = [f"{summary['kind']}: {summary['path']}"]
+    if summary["kind"] == "export":
+        lines[0] += f" (versions on disk: {', '.join(map(str, summary['versions_on_disk']))})"
+    versions = summary["versions"]
+    lines.append("written by: " + (", ".join(f"{k} {v}" for k, v in versions.items())
+                                   if versions else "not recorded"))
+    lines.append(f"dimension: {summary['event_dim']} (context {summary['context_dim']}, "
+                 f"ensemble of {summary['ensemble_size']})")
+    lines.append("flow: " + _pairs(summary["flow"]))
+    if "train" in summary:
+        lines.append("train: " + _pairs(summary["train"]))
+        lines.append("data: " + _pairs({k: v for k, v in summary["data"].items()
+                                        if k != "sha256"}))
+    metrics = summary["metrics"]
+    lines.append("metrics: " + (_pairs(metrics) if metrics else "none"))
+    for name, signature in summary.get("signatures", {}).items():
+        ins = ", ".join(f"{k} {v['dtype']} {tuple(v['shape'])}"
+                        for k, v in signature["inputs"].items())
+        outs = ", ".join(f"{k} {v['dtype']} {tuple(v['shape'])}"
+                         for k, v in signature["outputs"].items())
+        lines.append(f"signature {name}: {ins} -> {outs}")
+    return "\n".join(lines)
+
+
+def _pairs(values: dict[str, Any]) -> str:
+    def show(value: Any) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    return ", ".join(f"{k}={show(v)}" for k, v in values.items())
