@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from sklearn import datasets as skdata
 
-from tfp_realnvp.config import TOY_DATASET_NAMES
+from tfp_realnvp.config import TOY_DATASET_NAMES, FlowConfig
 from tfp_realnvp.errors import DataError, DataFileNotFoundError
 from tfp_realnvp.rundir import atomic_write
 
@@ -141,6 +141,58 @@ def split_columns(table: np.ndarray, context_columns: Sequence[int],
             f"{source}: {len(events)} column(s) left for the events once the context columns "
             f"{list(context_columns)} are taken out; a RealNVP flow needs at least 2.")
     return table[:, list(events)], table[:, list(context_columns)], events
+
+
+def context_names(config: FlowConfig) -> tuple[str, ...] | None:
+    """The names (header names, else 0-based positions) of a conditional model's context
+    columns in its training table, or None when not recorded."""
+    if config.context_columns is None:
+        return None
+    names = config.column_names
+    return tuple(names[i] if names else str(i) for i in config.context_columns)
+
+
+def split_like_training(table: np.ndarray, header: Sequence[str] | None, config: FlowConfig,
+                        source: str = "data") -> tuple[np.ndarray, np.ndarray]:
+    """(events, context) of a table laid out like a conditional model's training table.
+
+    Columns are found by their recorded header names when both tables have a header,
+    else by their recorded 0-based positions. DataError when the model records no layout
+    (trained through the library: give the context separately) or a column is missing.
+    """
+    if config.context_columns is None or config.event_columns is None:
+        raise DataError(
+            f"{source}: this conditional model records no column layout (it was trained from "
+            "arrays, not a table); give the events alone and the context separately.")
+    if table.ndim != 2:
+        raise DataError(f"{source}: expected a 2-D table [rows, columns]; got shape "
+                        f"{table.shape}.")
+    wanted = (config.event_columns, config.context_columns)
+    if header is not None and config.column_names is not None:
+        wanted = tuple(tuple(config.column_names[i] for i in part) for part in wanted)
+    events = resolve_columns(wanted[0], table.shape[1], header, source)
+    context = resolve_columns(wanted[1], table.shape[1], header, source)
+    return table[:, list(events)], table[:, list(context)]
+
+
+def parse_context(value: str, config: FlowConfig, source: str = "--context") -> np.ndarray:
+    """A context given as text: a CSV/.npy file (one row per sample or row, or one row for
+    all; a file laid out like the training table has its context columns taken by header
+    name), or comma-separated numbers for one row (`0.3,1`). Values are validated later."""
+    path = Path(value)
+    if path.is_file():
+        table, header = read_table(path), read_header(path)
+        if table.ndim == 2 and table.shape[1] != config.context_dim and header and \
+                config.column_names and config.context_columns is not None:
+            names = context_names(config) or ()
+            table = table[:, list(resolve_columns(names, table.shape[1], header, str(path)))]
+        return table
+    try:
+        return np.asarray([[float(v) for v in value.split(",")]], dtype=np.float64)
+    except ValueError:
+        raise DataError(
+            f"{source}: {value!r} is neither a file nor comma-separated numbers (e.g. 0.3,1)."
+        ) from None
 
 
 def drop_nonfinite_rows(array: np.ndarray) -> tuple[np.ndarray, int]:
@@ -330,6 +382,42 @@ def validate_context(context: np.ndarray, source: str = "context",
         raise DataError(f"{source}: row {rows[0] + 1} holds NaN, inf or a value beyond float32 "
                         f"({len(rows)} bad row(s) in all). Every context value must be finite.")
     return context.astype(np.float32)
+
+
+def context_for_model(context: np.ndarray | None, context_dim: int, num_rows: int,
+                      names: Sequence[str] | None = None, how: str = "context=",
+                      source: str = "context") -> np.ndarray | None:
+    """The context a model needs for `num_rows` rows, as float32 `[num_rows, C]`, or None
+    for an unconditional model.
+
+    A conditional model (`context_dim > 0`) needs one context row per row, or a single
+    row that every row shares (broadcast); an unconditional one takes none. Either mistake
+    is a DataError saying which model it is and how to pass the context (`how`).
+
+    Args:
+      context: raw context values `[num_rows or 1, context_dim]`, or None.
+      context_dim: the model's context width (0: unconditional).
+      num_rows: the rows (samples, or data rows) the context goes with.
+      names: the context columns' names, for the message.
+      how: how the caller passes a context (a CLI option, or `context=`).
+      source: how error messages name the context.
+    """
+    if not context_dim:
+        if context is not None:
+            raise DataError(f"{source}: this model is unconditional (it models p(x)); it "
+                            "takes no context. Leave the context out.")
+        return None
+    if context is None:
+        columns = f" ({', '.join(names)})" if names else ""
+        raise DataError(
+            f"This model is conditional: it models p(x | c) with {context_dim} context "
+            f"column(s){columns}. Pass the context with {how}: one row per row, or one row "
+            "for all.")
+    context = validate_context(context, source, width=context_dim)
+    if len(context) not in (1, num_rows):
+        raise DataError(f"{source}: {len(context)} rows; expected {num_rows} (one per row) or "
+                        "1 (shared by every row).")
+    return np.ascontiguousarray(np.broadcast_to(context, (num_rows, context_dim)))
 
 
 def content_hash(data: np.ndarray) -> str:

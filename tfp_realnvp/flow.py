@@ -186,5 +186,8 @@ def context_kwargs(flow: tfd.TransformedDistribution, context: tf.Tensor | None,
 
 
 def flow_context_dim(flow: tfd.Distribution) -> int:
-    """The width of the context `flow` models `p(x | c)` given (0: unconditional)."""
-    return couplings(flow)[0].context_dim
+    """The width of the context `flow` models `p(x | c)` given (0: unconditional, or a
+    distribution not built by this package)."""
+    steps = getattr(getattr(stacked_flow(flow), "bijector", None), "bijectors", ())
+    widths = [b.context_dim for b in steps if isinstance(b, Coupling)]
+    return widths[0] if widths else 0
