@@ -30,9 +30,9 @@ out = Path(args[0] if args else "runs/example-conditional")
 
 x, label = make_moons(600 if quick else 3000, noise=0.05, random_state=0)
 context = label[:, None].astype(np.float32)  # [N, 1]: row i's moon
-# Settings left out are chosen from the table (2 columns: an ensemble of spline flows).
-settings = dict(epochs=4, ensemble_size=2, hidden_units=16, jit_compile=False) if quick \
-    else {}
+# Settings left out are chosen from the table (2 columns: an ensemble of 3 spline flows).
+settings = dict(epochs=4, ensemble_size=2, num_couplings=2, hidden_units=16,
+                coupling="affine", jit_compile=False) if quick else {}
 result = tfp_realnvp.fit(x, out / "run", context=context, settings=settings)
 print(f"best validation NLL: {result.metrics['best_validation_nll']:.4f} nats "
       f"(-log p(x | label); p(x) alone cannot go below 0.294)")
