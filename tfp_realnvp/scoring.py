@@ -36,6 +36,7 @@ def per_row_nll(flow: tfd.Distribution, data: np.ndarray,
       context: a conditional flow's raw context, `[N, C]` (row i's) or `[1, C]` (shared).
       how: how the caller passes a context, for the error a missing one gets.
     """
+    data = np.asarray(data, np.float32)
     context = data_lib.context_for_model(context, flow_context_dim(flow), len(data), how=how)
     chunks = []
     for start in range(0, len(data), batch_size):
