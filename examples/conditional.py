@@ -30,12 +30,17 @@ out = Path(args[0] if args else "runs/example-conditional")
 
 x, label = make_moons(600 if quick else 3000, noise=0.05, random_state=0)
 context = label[:, None].astype(np.float32)  # [N, 1]: row i's moon
-# Settings left out are chosen from the table (2 columns: an ensemble of 3 spline flows).
-settings = dict(epochs=4, ensemble_size=2, num_couplings=2, hidden_units=16,
-                coupling="affine", jit_compile=False) if quick else {}
+# One small affine flow (the auto-chosen spline ensemble needs longer than a minute here);
+# --quick: an ensemble of 2, so the context's route to stacked members runs too.
+settings = dict(coupling="affine", ensemble_size=1, num_couplings=4, hidden_units=32,
+                num_hidden_layers=2, activation="tanh", epochs=60, batch_size=128,
+                learning_rate=1e-2, patience=20, time_budget=60.0)
+if quick:
+    settings.update(epochs=4, ensemble_size=2, num_couplings=2, hidden_units=16)
 result = tfp_realnvp.fit(x, out / "run", context=context, settings=settings)
 print(f"best validation NLL: {result.metrics['best_validation_nll']:.4f} nats "
-      f"(-log p(x | label); p(x) alone cannot go below 0.294)")
+      f"after {result.metrics['epochs_run']} epochs (-log p(x | label); the exact density "
+      "scores -0.399 = 0.294 - log 2)")
 
 # One context row for all draws (or one row per draw: context of shape [n, 1]).
 for moon in (0, 1):
