@@ -144,7 +144,7 @@ def test_export_and_load_carry_the_context(moons_run, tmp_path):
     assert (arc_distance(drawn, 1) < arc_distance(drawn, 0)).mean() > 0.9
 
 
-def test_cli_sample_takes_a_context_file_or_values(moons_run, tmp_path):
+def test_cli_sample_takes_a_context_file_or_values(moons_run, moons_csv, tmp_path):
     (tmp_path / "labels.csv").write_text("label\n0\n1\n0\n1\n")
     result = invoke("sample", moons_run, "-n", 4, "--seed", 2, "--context",
                     tmp_path / "labels.csv", "-o", tmp_path / "per_row.csv")
@@ -159,6 +159,13 @@ def test_cli_sample_takes_a_context_file_or_values(moons_run, tmp_path):
     ones = np.load(tmp_path / "ones.npy")
     assert ones.shape == (300, 2)
     assert (arc_distance(ones, 1) < arc_distance(ones, 0)).mean() > 0.9
+    # A table laid out like the training one: its context column is found by name.
+    table = invoke("sample", moons_run, "-n", 1000, "--seed", 5, "--context", moons_csv,
+                   "-o", tmp_path / "table.npy")
+    assert table.exit_code == 0, table.output
+    _, label = moons_table()
+    np.testing.assert_allclose(np.load(tmp_path / "table.npy"),
+                               sample_flow(flow, 1000, 5, context=label), rtol=1e-6)
 
 
 def test_cli_evaluate_splits_the_recorded_context_columns(moons_run, moons_csv, tmp_path):
