@@ -242,11 +242,16 @@ def cli() -> None:
 @click.option("--tensorboard", is_flag=True,
               help="Write TensorBoard summaries per epoch into RUN_DIR/tensorboard (a resumed "
                    "run that has them continues them without the flag).")
+@click.option("--context-columns", "context_columns",
+              help="Train p(x | c): the columns of --data that are the context c, comma-"
+              "separated, by header name or 0-based position (0 is the first column); the "
+              "other columns are x.")
 @config_options(FlowConfig, TrainConfig)
 @click.pass_context
 def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume: bool,
         drop_nonfinite: bool, dataset: str, num_points: int, noise: float, seed: int,
         strategy: str, quiet: bool, export_base: Path | None, plot: bool, tensorboard: bool,
+        context_columns: str | None,
         **options: Any) -> None:
     """Train a flow. With no arguments: two moons (3000 points, noise 0.05).
 
@@ -258,6 +263,10 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
     if resume and strategy == "multiworker":
         raise click.UsageError("--resume runs in one process; resume a multi-worker run on "
                                "the chief with --strategy default or mirrored.")
+    if context_columns is not None and (resume or data_file is None):
+        raise click.UsageError(
+            "--context-columns needs --data FILE (a new run; a resumed run uses the columns "
+            "it recorded).")
     with reported_errors():
         distribution = start_tensorflow(strategy)
         if resume:
@@ -269,7 +278,15 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
                              tensorboard or None)
             data = None  # the plot reads the run's recorded data
         else:
-            if data_file is not None:
+            context, layout = None, {}
+            if context_columns is not None:
+                data, context, layout = _read_conditional(data_file, drop_nonfinite,
+                                                          context_columns)
+                names = layout["column_names"]
+                data_info = {"source": str(data_file), "num_rows": len(data),
+                             "context_columns": [names[i] if names else i
+                                                 for i in layout["context_columns"]]}
+            elif data_file is not None:
                 data = _read_data(data_file, drop_nonfinite)
                 data_info = {"source": str(data_file), "num_rows": len(data)}
             else:
@@ -282,8 +299,9 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
             with _progress(epochs, quiet) as on_epoch:
                 result = tfp_realnvp.fit(data, run_dir, data_info=data_info,
                                          strategy=distribution, on_epoch=on_epoch,
-                                         settings={**given, "seed": seed, "mixing_seed": seed},
-                                         tensorboard=tensorboard)
+                                         context=context, tensorboard=tensorboard,
+                                         settings={**given, **layout, "seed": seed,
+                                                   "mixing_seed": seed})
         if not result.chief:
             _report_worker(result)
             return
@@ -299,6 +317,17 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
         _export_and_report(result.run_dir, export_base, "realnvp", None)
 
 
+CONTEXT_HELP = ("A CSV/.npy file of context rows (one per row, or one row for all) or the "
+                "values of one row, e.g. 0.3,1.")
+
+
+def _context_how(config: FlowConfig) -> str:
+    """How a CLI user passes a model's context, naming its columns when recorded."""
+    names = tfp_realnvp.data.context_names(config)
+    columns = f" (its columns: {', '.join(names)})" if names else ""
+    return f"--context FILE{columns} or --context VALUES (e.g. 0.3,1)"
+
+
 def _default_run_dir(source: str) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{source}-{stamp}"
@@ -306,21 +335,73 @@ def _default_run_dir(source: str) -> Path:
 
 def _read_data(path: Path, drop_nonfinite: bool):
     """A data file's rows; with `drop_nonfinite`, without the rows holding NaN or inf."""
+    return tfp_realnvp.data.validate_array(_read_table(path, drop_nonfinite), source=str(path))
+
+
+def _read_table(path: Path, drop_nonfinite: bool):
     table = tfp_realnvp.data.read_table(path)
     if drop_nonfinite and table.ndim == 2:
         table, dropped = tfp_realnvp.data.drop_nonfinite_rows(table)
         click.echo(f"{path}: dropped {dropped} row(s) holding NaN or inf", err=True)
-    return tfp_realnvp.data.validate_array(table, source=str(path))
+    return table
+
+
+def _read_conditional(path: Path, drop_nonfinite: bool, spec: str):
+    """(events, context, the FlowConfig column fields) of a table whose `spec` columns
+    (header names or 0-based positions) are the context."""
+    data_lib = tfp_realnvp.data
+    table, header = _read_table(path, drop_nonfinite), data_lib.read_header(path)
+    if table.ndim != 2:
+        data_lib.validate_array(table, source=str(path))  # raises its shape error
+    names = [n for n in spec.split(",") if n.strip()]
+    if not names:
+        raise DataError(f"--context-columns: no column named in {spec!r}; available: "
+                        f"{data_lib.describe_columns(table.shape[1], header)}.")
+    context_columns = data_lib.resolve_columns(names, table.shape[1], header, str(path))
+    events, context, event_columns = data_lib.split_columns(table, context_columns, str(path))
+    layout = {"event_columns": event_columns, "context_columns": context_columns,
+              "column_names": header}
+    source = f"{path} (columns {list(event_columns)})"
+    return (data_lib.validate_array(events, source=source),
+            data_lib.validate_context(context, f"{path} (context columns "
+                                      f"{list(context_columns)})"), layout)
+
+
+def _model_inputs(model, data_file: Path, context_arg: str | None):
+    """The events of `data_file` and their context for a loaded model: a conditional
+    model's context from --context, else from the data file's recorded context columns."""
+    data_lib = tfp_realnvp.data
+    config = model.config
+    if not config.context_dim or context_arg is not None:
+        data = data_lib.validate_array(data_lib.load_array(data_file), str(data_file),
+                                       expected_width=config.event_dim)
+        context = None if context_arg is None else data_lib.parse_context(context_arg, config)
+        return data, context
+    table, header = data_lib.read_table(data_file), data_lib.read_header(data_file)
+    if table.ndim == 2 and table.shape[1] == config.event_dim:
+        return data_lib.validate_array(table, str(data_file)), None  # says how to add one
+    events, context = data_lib.split_like_training(table, header, config, str(data_file))
+    return data_lib.validate_array(events, str(data_file)), context
 
 
 def _resume(run_dir: Path, data_file: Path | None, drop_nonfinite: bool, strategy: Any,
             quiet: bool, changes: dict[str, Any], tensorboard: bool | None = None):
     stored = tfp_realnvp.rundir.RunDir(run_dir).read_config()
-    data = _recorded_data(stored.data) if data_file is None else \
-        _read_data(data_file, drop_nonfinite)
+    context = None
+    if stored.flow.context_dim:
+        path = data_file if data_file is not None else stored.data.get("source")
+        if path is None:
+            raise DataError("The run records no data source; pass the training data with "
+                            "--data.")
+        table = _read_table(Path(path), drop_nonfinite)
+        data, context = tfp_realnvp.data.split_like_training(
+            table, tfp_realnvp.data.read_header(path), stored.flow, str(path))
+    else:
+        data = _recorded_data(stored.data) if data_file is None else \
+            _read_data(data_file, drop_nonfinite)
     with _progress(changes.get("epochs", stored.train.epochs), quiet) as on_epoch:
         return tfp_realnvp.resume(run_dir, data, strategy=strategy, on_epoch=on_epoch,
-                                  tensorboard=tensorboard, **changes)
+                                  context=context, tensorboard=tensorboard, **changes)
 
 
 def _recorded_data(info: dict[str, Any]):
@@ -406,14 +487,20 @@ def export(source: Path, base_dir: Path, name: str, version: int | None) -> None
               help="The same seed gives the same samples.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to FILE.csv or FILE.npy (by extension); default: CSV on stdout.")
-def sample(model_dir: Path, num_samples: int, seed: int, output: Path | None) -> None:
+@click.option("--context", "context_arg", help=CONTEXT_HELP)
+def sample(model_dir: Path, num_samples: int, seed: int, output: Path | None,
+           context_arg: str | None) -> None:
     """Draw samples (in data units) from a run directory or an export."""
     if output is not None and output.suffix.lower() not in (".csv", ".npy"):
         raise click.UsageError(f"--output must end in .csv or .npy; got {output.name!r}.")
     start_tensorflow()
     with reported_errors():
-        flow = tfp_realnvp.load(model_dir)
-        samples = tfp_realnvp.sampling.sample_flow(flow, num_samples, seed)
+        model = tfp_realnvp.rundir.find_model(model_dir)
+        flow = model.load()
+        context = None if context_arg is None else \
+            tfp_realnvp.data.parse_context(context_arg, model.config)
+        samples = tfp_realnvp.sampling.sample_flow(flow, num_samples, seed, context,
+                                                   how=_context_how(model.config))
     if output is None:
         for row in samples:
             click.echo(",".join(f"{v:.8g}" for v in row))
@@ -429,18 +516,26 @@ def sample(model_dir: Path, num_samples: int, seed: int, output: Path | None) ->
 @click.option("--per-row", "per_row_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write each row's NLL (an anomaly score) to FILE.csv or FILE.npy.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--context", "context_arg",
+              help="Conditional models: the rows' context, if --data holds only x. "
+              + CONTEXT_HELP)
 def evaluate(model_dir: Path, data_file: Path, per_row_file: Path | None,
-             as_json: bool) -> None:
-    """Negative log-likelihood of a data file: mean (nats, bits/dim), median, p99, max."""
+             as_json: bool, context_arg: str | None) -> None:
+    """Negative log-likelihood of a data file: mean (nats, bits/dim), median, p99, max.
+
+    A conditional model scores -log p(x | c): by default the context is taken from the
+    columns of --data that were the context in its training table (by header name, else
+    by position).
+    """
     if per_row_file is not None and per_row_file.suffix.lower() not in (".csv", ".npy"):
         raise click.UsageError(f"--per-row must end in .csv or .npy; got {per_row_file.name!r}.")
     start_tensorflow()
     with reported_errors():
-        flow = tfp_realnvp.load(model_dir)
-        data = tfp_realnvp.data.validate_array(
-            tfp_realnvp.data.load_array(data_file), str(data_file),
-            expected_width=int(flow.event_shape[-1]))
-        nll = tfp_realnvp.scoring.per_row_nll(flow, data)
+        model = tfp_realnvp.rundir.find_model(model_dir)
+        flow = model.load()
+        data, context = _model_inputs(model, data_file, context_arg)
+        nll = tfp_realnvp.scoring.per_row_nll(flow, data, context=context,
+                                              how=_context_how(model.config))
     summary = tfp_realnvp.scoring.summarise(nll, data.shape[1])
     if per_row_file is not None:
         tfp_realnvp.data.save_array(nll[:, None], per_row_file)

@@ -116,6 +116,12 @@ class FlowConfig(_Config):
     correlation matrix. With it, a fresh flow (couplings at the identity) *is* the
     full-covariance Gaussian of the training data. `data_tril=None` leaves the columns
     uncorrelated (per-column standardisation only).
+
+    A conditional flow (`context_dim > 0`) standardises its context inside the flow,
+    `(c - context_shift) / context_scale` with the training context's column means and
+    standard deviations, so callers always pass raw context values. `event_columns`,
+    `context_columns` and `column_names` record where a table's columns went (set by the
+    CLI; the CLI splits evaluation tables the same way).
     """
 
     event_dim: int = setting(2, "Width of an event (columns of the data).", low=2, cli=False)
@@ -149,12 +155,29 @@ class FlowConfig(_Config):
         None, "Column standard deviations of the training data.", cli=False)
     data_tril: tuple[tuple[float, ...], ...] | None = setting(
         None, "Cholesky factor of the training data's correlation matrix.", cli=False)
+    context_shift: tuple[float, ...] | None = setting(
+        None, "Column means of the training context (conditional flows).", cli=False)
+    context_scale: tuple[float, ...] | None = setting(
+        None, "Column standard deviations of the training context.", cli=False)
+    event_columns: tuple[int, ...] | None = setting(
+        None, "0-based positions of the event columns in the training table (CLI).",
+        cli=False)
+    context_columns: tuple[int, ...] | None = setting(
+        None, "0-based positions of the context columns in the training table (CLI).",
+        cli=False)
+    column_names: tuple[str, ...] | None = setting(
+        None, "Header of the training table, every column (None: it had none).", cli=False)
 
     def __post_init__(self) -> None:
-        for name in ("data_shift", "data_scale"):
+        for name in ("data_shift", "data_scale", "context_shift", "context_scale"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(float(v) for v in value))
+        for name, kind in (("event_columns", int), ("context_columns", int),
+                           ("column_names", str)):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(kind(v) for v in value))
         if self.data_tril is not None:
             object.__setattr__(self, "data_tril",
                                tuple(tuple(float(v) for v in row) for row in self.data_tril))
@@ -168,6 +191,21 @@ class FlowConfig(_Config):
             raise ConfigError(f"'data_scale' entries must be > 0; got {self.data_scale}.")
         if self.data_tril is not None:
             _check_tril(self.data_tril)
+        self._check_context_fields()
+
+    def _check_context_fields(self) -> None:
+        for name in ("context_shift", "context_scale"):
+            value = getattr(self, name)
+            if value is not None and len(value) != self.context_dim:
+                raise ConfigError(f"'{name}' must have context_dim={self.context_dim} "
+                                  f"entries; got {len(value)}.")
+        if self.context_scale is not None and not all(s > 0 for s in self.context_scale):
+            raise ConfigError(f"'context_scale' entries must be > 0; got {self.context_scale}.")
+        for name, width in (("event_columns", self.event_dim),
+                            ("context_columns", self.context_dim)):
+            value = getattr(self, name)
+            if value is not None and len(value) != width:
+                raise ConfigError(f"'{name}' must have {width} entries; got {len(value)}.")
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()

@@ -10,7 +10,7 @@ each transformed coordinate needs and which inner bijector they make.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -52,8 +52,11 @@ class Coupling(tfb.Bijector):
     ensemble's members): events are `[..., M, event_dim]`, member m's slice goes through
     member m's network, and the conditioner maps `[N, M, in]` to `[N, M, out]`. With
     `context_dim > 0` every method takes `context=` (shape `[..., context_dim]`, broadcast
-    against the batch, the same for every member); in a `tfb.Chain`, pass it by the
-    coupling's name (`tfp_realnvp.bijector_kwargs` builds that dict).
+    against the batch, the same for every member) or, for an ensemble whose members see
+    different rows (training), `member_context=` (shape `[..., M, context_dim]`, member m's
+    in slice m); in a `tfb.Chain`, pass it by the coupling's name
+    (`tfp_realnvp.bijector_kwargs` builds that dict). The context is given in raw units and
+    standardised here, `(c - context_shift) / context_scale`, before the network sees it.
     """
 
     _cache = cache_util.BijectorCacheWithGreedyAttrs(
@@ -63,7 +66,8 @@ class Coupling(tfb.Bijector):
 
     def __init__(self, event_dim: int, num_conditioning: int, conditioner: Conditioner,
                  context_dim: int, num_members: int, parameters: dict, validate_args: bool,
-                 name: str) -> None:
+                 name: str, context_shift: Sequence[float] | None = None,
+                 context_scale: Sequence[float] | None = None) -> None:
         if event_dim < 2:
             raise ConfigError(f"'event_dim' must be >= 2; got {event_dim}.")
         if not 1 <= num_conditioning < event_dim:
@@ -73,6 +77,15 @@ class Coupling(tfb.Bijector):
             raise ConfigError(f"'context_dim' must be >= 0; got {context_dim}.")
         if num_members < 1:
             raise ConfigError(f"'num_members' must be >= 1; got {num_members}.")
+        for label, values in (("context_shift", context_shift),
+                              ("context_scale", context_scale)):
+            if values is not None and len(values) != context_dim:
+                raise ConfigError(f"'{label}' must have context_dim={context_dim} entries; "
+                                  f"got {len(values)}.")
+        self._context_shift = None if context_shift is None else tuple(map(float,
+                                                                          context_shift))
+        self._context_scale = None if context_scale is None else tuple(map(float,
+                                                                          context_scale))
         with tf.name_scope(name) as name:
             self._num_members = int(num_members)
             self._event_dim = int(event_dim)
@@ -119,7 +132,21 @@ class Coupling(tfb.Bijector):
     def _merge(x_a: tf.Tensor, x_b: tf.Tensor) -> tf.Tensor:
         return tf.concat([x_a, x_b], axis=-1)
 
-    def _conditioner_input(self, x_a: tf.Tensor, context: tf.Tensor | None) -> tf.Tensor:
+    def _standardised_context(self, context: tf.Tensor) -> tf.Tensor:
+        """`(c - context_shift) / context_scale`: the network sees the context in
+        standardised units; callers pass raw values."""
+        if self._context_shift is not None:
+            context = context - tf.constant(self._context_shift, context.dtype)
+        if self._context_scale is not None:
+            context = context / tf.constant(self._context_scale, context.dtype)
+        return context
+
+    def _conditioner_input(self, x_a: tf.Tensor, context: tf.Tensor | None,
+                           member_context: tf.Tensor | None = None) -> tf.Tensor:
+        if context is not None and member_context is not None:
+            raise ValueError(f"{self.name}: pass context= or member_context=, not both.")
+        per_member = member_context is not None
+        context = member_context if per_member else context
         if self._context_dim == 0:
             if context is not None:
                 raise ValueError(f"{self.name} was built with context_dim=0; got a context.")
@@ -132,16 +159,18 @@ class Coupling(tfb.Bijector):
             raise ValueError(
                 f"{self.name}: expected context of width {self._context_dim}; "
                 f"got shape {context.shape}.")
-        if self._num_members > 1:
+        context = self._standardised_context(context)
+        if self._num_members > 1 and not per_member:
             context = context[..., tf.newaxis, :]  # the same context for every member
         batch_shape = tf.broadcast_dynamic_shape(tf.shape(x_a)[:-1], tf.shape(context)[:-1])
         x_a = tf.broadcast_to(x_a, tf.concat([batch_shape, [self._num_conditioning]], 0))
         context = tf.broadcast_to(context, tf.concat([batch_shape, [self._context_dim]], 0))
         return tf.concat([x_a, context], axis=-1)
 
-    def _conditioner_output(self, x_a: tf.Tensor, context: tf.Tensor | None) -> tf.Tensor:
+    def _conditioner_output(self, x_a: tf.Tensor, context: tf.Tensor | None,
+                            member_context: tf.Tensor | None = None) -> tf.Tensor:
         """Runs the conditioner once: `[..., num_transformed, params_per_dim]`."""
-        inputs = self._conditioner_input(x_a, context)
+        inputs = self._conditioner_input(x_a, context, member_context)
         width = self._num_conditioning + self._context_dim
         flat = tf.reshape(inputs, [-1, width] if self._num_members == 1 else
                           [-1, self._num_members, width])
@@ -157,8 +186,9 @@ class Coupling(tfb.Bijector):
     # The dtype the inner bijector computes in (None: the events' own).
     inner_dtype: tf.DType | None = None
 
-    def _inner(self, x_a: tf.Tensor, context: tf.Tensor | None) -> tfb.Bijector:
-        params = self._conditioner_output(x_a, context)
+    def _inner(self, x_a: tf.Tensor, context: tf.Tensor | None,
+               member_context: tf.Tensor | None = None) -> tfb.Bijector:
+        params = self._conditioner_output(x_a, context, member_context)
         if self.inner_dtype is not None:
             params = tf.cast(params, self.inner_dtype)
         return self._inner_bijector(params)
@@ -169,15 +199,17 @@ class Coupling(tfb.Bijector):
         out, log_det = inner_fn(inside), log_det_fn(inside, event_ndims=1)
         return tf.cast(out, x_b.dtype), tf.cast(log_det, x_b.dtype)
 
-    def _augmented_forward(self, x: tf.Tensor, context: tf.Tensor | None = None):
+    def _augmented_forward(self, x: tf.Tensor, context: tf.Tensor | None = None,
+                           member_context: tf.Tensor | None = None):
         x_a, x_b = self._split(x)
-        inner = self._inner(x_a, context)
+        inner = self._inner(x_a, context, member_context)
         y_b, fldj = self._apply(inner.forward, x_b, inner.forward_log_det_jacobian)
         return self._merge(x_a, y_b), {"fldj": fldj, "ildj": -fldj}
 
-    def _augmented_inverse(self, y: tf.Tensor, context: tf.Tensor | None = None):
+    def _augmented_inverse(self, y: tf.Tensor, context: tf.Tensor | None = None,
+                           member_context: tf.Tensor | None = None):
         y_a, y_b = self._split(y)
-        inner = self._inner(y_a, context)
+        inner = self._inner(y_a, context, member_context)
         x_b, ildj = self._apply(inner.inverse, y_b, inner.inverse_log_det_jacobian)
         return self._merge(y_a, x_b), {"ildj": ildj, "fldj": -ildj}
 
@@ -228,13 +260,15 @@ class AffineCoupling(Coupling):
 
     def __init__(self, event_dim: int, num_conditioning: int, conditioner: Conditioner,
                  log_scale_bound: float = 3.0, context_dim: int = 0, num_members: int = 1,
-                 validate_args: bool = False, name: str = "affine_coupling") -> None:
+                 validate_args: bool = False, name: str = "affine_coupling",
+                 context_shift: Sequence[float] | None = None,
+                 context_scale: Sequence[float] | None = None) -> None:
         parameters = dict(locals())
         if not log_scale_bound > 0:
             raise ConfigError(f"'log_scale_bound' must be > 0; got {log_scale_bound}.")
         self._log_scale_bound = float(log_scale_bound)
         super().__init__(event_dim, num_conditioning, conditioner, context_dim, num_members,
-                         parameters, validate_args, name)
+                         parameters, validate_args, name, context_shift, context_scale)
 
     @property
     def log_scale_bound(self) -> float:
@@ -276,7 +310,9 @@ class SplineCoupling(Coupling):
     def __init__(self, event_dim: int, num_conditioning: int, conditioner: Conditioner,
                  num_bins: int = 8, bound: float = 4.0, min_bin: float = 1e-3,
                  min_slope: float = 1e-3, context_dim: int = 0, num_members: int = 1,
-                 validate_args: bool = False, name: str = "spline_coupling") -> None:
+                 validate_args: bool = False, name: str = "spline_coupling",
+                 context_shift: Sequence[float] | None = None,
+                 context_scale: Sequence[float] | None = None) -> None:
         parameters = dict(locals())
         if num_bins < 2:
             raise ConfigError(f"'num_bins' must be >= 2; got {num_bins}.")
@@ -293,7 +329,7 @@ class SplineCoupling(Coupling):
         self._slope_offset = math.log(math.expm1(1.0 - min_slope))  # softplus^-1(1 - min)
         self.params_per_dim = 3 * num_bins - 1
         super().__init__(event_dim, num_conditioning, conditioner, context_dim, num_members,
-                         parameters, validate_args, name)
+                         parameters, validate_args, name, context_shift, context_scale)
 
     @property
     def num_bins(self) -> int:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from sklearn import datasets as skdata
 
-from tfp_realnvp.config import TOY_DATASET_NAMES
+from tfp_realnvp.config import TOY_DATASET_NAMES, FlowConfig
 from tfp_realnvp.errors import DataError, DataFileNotFoundError
 from tfp_realnvp.rundir import atomic_write
 
@@ -72,6 +72,127 @@ def read_table(path: str | os.PathLike) -> np.ndarray:
         what = "a directory, not a file" if path.is_dir() else "no such file"
         raise DataFileNotFoundError(f"{path}: {what}. Pass a .csv or .npy file of numeric rows.")
     return _load_npy(path) if path.suffix.lower() == ".npy" else _load_csv(path)
+
+
+def read_header(path: str | os.PathLike) -> tuple[str, ...] | None:
+    """The header row of a CSV file (its cells, stripped), or None: a `.npy` file, or a
+    CSV whose first non-blank row is all numbers (no header). The delimiter and header
+    rules are `read_table`'s."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy" or not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        head = [line for line in (handle.readline() for _ in range(5)) if line.strip()]
+    if not head:
+        return None
+    cells = next(csv.reader(head[:1], delimiter=_delimiter(head)))
+    return None if _is_numeric_row(cells) else tuple(c.strip() for c in cells)
+
+
+def describe_columns(width: int, header: Sequence[str] | None) -> str:
+    """`0 (x1), 1 (x2), 2 (label)`: a table's columns as the CLI names them."""
+    if header is None:
+        return ", ".join(str(i) for i in range(width))
+    return ", ".join(f"{i} ({name})" for i, name in enumerate(header))
+
+
+def resolve_columns(names: Sequence[str | int], width: int, header: Sequence[str] | None,
+                    source: str = "data") -> tuple[int, ...]:
+    """0-based positions of the columns `names` picks in a table of `width` columns.
+
+    Each entry is a header name (exact match, tried first) or a 0-based position (`0` is
+    the first column; negative positions count from the end, as in NumPy). An unknown name,
+    a position out of range or a column named twice is a DataError listing the columns.
+    """
+    positions = []
+    names_of = {name: i for i, name in enumerate(header or ())}
+    for name in names:
+        token = str(name).strip()
+        if token in names_of:
+            positions.append(names_of[token])
+            continue
+        try:
+            position = int(token)
+        except ValueError:
+            position = None
+        if position is None or not -width <= position < width:
+            what = "no column named" if position is None else "no column at position"
+            raise DataError(
+                f"{source}: {what} {token!r}; its columns (0-based position, header name) "
+                f"are: {describe_columns(width, header)}.")
+        positions.append(position % width)
+    repeated = sorted({p for p in positions if positions.count(p) > 1})
+    if repeated:
+        raise DataError(f"{source}: column(s) {repeated} named more than once.")
+    return tuple(positions)
+
+
+def split_columns(table: np.ndarray, context_columns: Sequence[int],
+                  source: str = "data") -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """(event columns, context columns, the event columns' positions) of a 2-D table: the
+    context is `context_columns` (0-based, in that order), the events every other column,
+    in table order."""
+    if table.ndim != 2:
+        raise DataError(f"{source}: expected a 2-D table [rows, columns]; got shape "
+                        f"{table.shape}.")
+    events = tuple(i for i in range(table.shape[1]) if i not in set(context_columns))
+    if len(events) < 2:
+        raise DataError(
+            f"{source}: {len(events)} column(s) left for the events once the context columns "
+            f"{list(context_columns)} are taken out; a RealNVP flow needs at least 2.")
+    return table[:, list(events)], table[:, list(context_columns)], events
+
+
+def context_names(config: FlowConfig) -> tuple[str, ...] | None:
+    """The names (header names, else 0-based positions) of a conditional model's context
+    columns in its training table, or None when not recorded."""
+    if config.context_columns is None:
+        return None
+    names = config.column_names
+    return tuple(names[i] if names else str(i) for i in config.context_columns)
+
+
+def split_like_training(table: np.ndarray, header: Sequence[str] | None, config: FlowConfig,
+                        source: str = "data") -> tuple[np.ndarray, np.ndarray]:
+    """(events, context) of a table laid out like a conditional model's training table.
+
+    Columns are found by their recorded header names when both tables have a header,
+    else by their recorded 0-based positions. DataError when the model records no layout
+    (trained through the library: give the context separately) or a column is missing.
+    """
+    if config.context_columns is None or config.event_columns is None:
+        raise DataError(
+            f"{source}: this conditional model records no column layout (it was trained from "
+            "arrays, not a table); give the events alone and the context separately.")
+    if table.ndim != 2:
+        raise DataError(f"{source}: expected a 2-D table [rows, columns]; got shape "
+                        f"{table.shape}.")
+    wanted = (config.event_columns, config.context_columns)
+    if header is not None and config.column_names is not None:
+        wanted = tuple(tuple(config.column_names[i] for i in part) for part in wanted)
+    events = resolve_columns(wanted[0], table.shape[1], header, source)
+    context = resolve_columns(wanted[1], table.shape[1], header, source)
+    return table[:, list(events)], table[:, list(context)]
+
+
+def parse_context(value: str, config: FlowConfig, source: str = "--context") -> np.ndarray:
+    """A context given as text: a CSV/.npy file (one row per sample or row, or one row for
+    all; a file laid out like the training table has its context columns taken by header
+    name), or comma-separated numbers for one row (`0.3,1`). Values are validated later."""
+    path = Path(value)
+    if path.is_file():
+        table, header = read_table(path), read_header(path)
+        if table.ndim == 2 and table.shape[1] != config.context_dim and header and \
+                config.column_names and config.context_columns is not None:
+            names = context_names(config) or ()
+            table = table[:, list(resolve_columns(names, table.shape[1], header, str(path)))]
+        return table
+    try:
+        return np.asarray([[float(v) for v in value.split(",")]], dtype=np.float64)
+    except ValueError:
+        raise DataError(
+            f"{source}: {value!r} is neither a file nor comma-separated numbers (e.g. 0.3,1)."
+        ) from None
 
 
 def drop_nonfinite_rows(array: np.ndarray) -> tuple[np.ndarray, int]:
@@ -220,6 +341,83 @@ def validate_array(
             f"{source}: row {row + 1}, column {column + 1}: {array[row, column]:g} is beyond "
             "the float32 range (|x| <= 3.4e38); rescale that column.")
     return array.astype(np.float32)
+
+
+def validate_context(context: np.ndarray, source: str = "context",
+                     num_rows: int | None = None, width: int | None = None) -> np.ndarray:
+    """Checks the context of a conditional flow and returns it as float32 `[N, C]`.
+
+    Rejects: not 2-D (a single column is `context[:, None]`), no rows or no columns, a
+    width other than `width` (what the model was trained with), a number of rows other
+    than `num_rows` (one context row per data row), NaN/inf or values beyond float32
+    (naming the first bad row, 1-based).
+
+    Args:
+      context: anything `np.asarray` takes, in raw units (the flow standardises it).
+      source: how error messages name it.
+      num_rows: the rows it must have, or None.
+      width: the context columns a model expects, or None.
+    """
+    context = np.asarray(context)
+    if not np.issubdtype(context.dtype, np.number) or np.issubdtype(context.dtype,
+                                                                      np.complexfloating):
+        raise DataError(f"{source}: expected real numbers; got dtype {context.dtype}.")
+    if context.ndim != 2:
+        hint = " (one context column: pass context[:, None])" if context.ndim == 1 else ""
+        raise DataError(f"{source}: expected a 2-D table [rows, context columns]{hint}; got "
+                        f"shape {context.shape}.")
+    if context.shape[0] == 0 or context.shape[1] == 0:
+        raise DataError(f"{source}: empty (shape {context.shape}); expected at least one row "
+                        "and one column.")
+    if width is not None and context.shape[1] != width:
+        raise DataError(f"{source}: {context.shape[1]} context column(s); this model was "
+                        f"trained with {width} (shape [N, {width}]).")
+    if num_rows is not None and context.shape[0] != num_rows:
+        raise DataError(f"{source}: {context.shape[0]} rows; the data has {num_rows}. Give one "
+                        "context row per data row, in the same order.")
+    context = context.astype(np.float64)
+    bad = ~(np.isfinite(context) & (np.abs(context) <= np.finfo(np.float32).max)).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise DataError(f"{source}: row {rows[0] + 1} holds NaN, inf or a value beyond float32 "
+                        f"({len(rows)} bad row(s) in all). Every context value must be finite.")
+    return context.astype(np.float32)
+
+
+def context_for_model(context: np.ndarray | None, context_dim: int, num_rows: int,
+                      names: Sequence[str] | None = None, how: str = "context=",
+                      source: str = "context") -> np.ndarray | None:
+    """The context a model needs for `num_rows` rows, as float32 `[num_rows, C]`, or None
+    for an unconditional model.
+
+    A conditional model (`context_dim > 0`) needs one context row per row, or a single
+    row that every row shares (broadcast); an unconditional one takes none. Either mistake
+    is a DataError saying which model it is and how to pass the context (`how`).
+
+    Args:
+      context: raw context values `[num_rows or 1, context_dim]`, or None.
+      context_dim: the model's context width (0: unconditional).
+      num_rows: the rows (samples, or data rows) the context goes with.
+      names: the context columns' names, for the message.
+      how: how the caller passes a context (a CLI option, or `context=`).
+      source: how error messages name the context.
+    """
+    if not context_dim:
+        if context is not None:
+            raise DataError(f"{source}: this model is unconditional (it models p(x)); it "
+                            "takes no context. Leave the context out.")
+        return None
+    if context is None:
+        columns = f" ({', '.join(names)})" if names else ""
+        raise DataError(
+            f"This model is conditional: it models p(x | c) with {context_dim} context "
+            f"column(s){columns}. Pass the context with {how}: one row per row, or one row "
+            "for all.")
+    context = validate_context(context, source, width=context_dim)
+    if len(context) not in (1, num_rows):
+        raise DataError(f"{source}: {len(context)} rows; expected {num_rows} (one per row) or "
+                        "1 (shared by every row).")
+    return np.ascontiguousarray(np.broadcast_to(context, (num_rows, context_dim)))
 
 
 def content_hash(data: np.ndarray) -> str:

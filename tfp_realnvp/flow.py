@@ -56,6 +56,7 @@ def make_coupling(config: FlowConfig, layer: int, validate_args: bool = False) -
     )
     common = dict(event_dim=config.event_dim, num_conditioning=num_conditioning,
                   conditioner=network, context_dim=config.context_dim,
+                  context_shift=config.context_shift, context_scale=config.context_scale,
                   num_members=config.ensemble_size, validate_args=validate_args, name=name)
     if config.coupling == "affine":
         return AffineCoupling(log_scale_bound=config.log_scale_bound, **common)
@@ -227,25 +228,30 @@ def _member_map(flow, values, context, member: int, inverse: bool) -> tf.Tensor:
     return transform(flow.per_member(values), **kwargs)[..., member, :]
 
 
-def bijector_kwargs(flow: tfd.TransformedDistribution,
-                    context: tf.Tensor | None) -> dict[str, Any]:
+def bijector_kwargs(flow: tfd.TransformedDistribution, context: tf.Tensor | None,
+                    per_member: bool = False) -> dict[str, Any]:
     """Keyword arguments that route `context` to every coupling of the flow's bijector.
 
     `tfb.Chain` passes kwargs to a bijector by its name, so
     `flow.bijector.forward(z, **bijector_kwargs(flow, c))` and `.inverse(x, ...)` map
-    between latent and data space given `c`. With `context=None`: `{}`.
+    between latent and data space given `c`. With `context=None`: `{}`. Context values are
+    raw (data units): each coupling standardises them with the flow's `context_shift` and
+    `context_scale`.
 
     Args:
       flow: a flow from `build_flow` (or `load`).
       context: `[..., context_dim]` values, broadcast against the events; or None.
+      per_member: for an ensemble's stacked flow whose members see different rows
+        (training): `context` is `[..., M, context_dim]`, member m's in slice m.
     """
     if context is None:
         return {}
-    return {b.name: {"context": context} for b in couplings(flow)}  # members share names
+    key = "member_context" if per_member else "context"
+    return {b.name: {key: context} for b in couplings(flow)}  # members share names
 
 
-def context_kwargs(flow: tfd.TransformedDistribution,
-                   context: tf.Tensor | None) -> dict[str, Any]:
+def context_kwargs(flow: tfd.TransformedDistribution, context: tf.Tensor | None,
+                   per_member: bool = False) -> dict[str, Any]:
     """Keyword arguments that route `context` through the distribution's methods.
 
     `flow.log_prob(x, **context_kwargs(flow, c))` and
@@ -254,7 +260,16 @@ def context_kwargs(flow: tfd.TransformedDistribution,
 
     Args:
       flow: a flow from `build_flow` (or `load`).
-      context: `[..., context_dim]` values, broadcast against the events; or None.
+      context: `[..., context_dim]` raw values, broadcast against the events; or None.
+      per_member: see `bijector_kwargs`.
     """
-    chain = bijector_kwargs(flow, context)
+    chain = bijector_kwargs(flow, context, per_member)
     return {"bijector_kwargs": chain} if chain else {}
+
+
+def flow_context_dim(flow: tfd.Distribution) -> int:
+    """The width of the context `flow` models `p(x | c)` given (0: unconditional, or a
+    distribution not built by this package)."""
+    steps = getattr(getattr(stacked_flow(flow), "bijector", None), "bijectors", ())
+    widths = [b.context_dim for b in steps if isinstance(b, Coupling)]
+    return widths[0] if widths else 0

@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_realnvp import data as data_lib
+from tfp_realnvp.flow import context_kwargs, flow_context_dim
 
 tfd = tfp.distributions
 
@@ -23,16 +24,25 @@ SCORE_BATCH = 65536
 
 
 def per_row_nll(flow: tfd.Distribution, data: np.ndarray,
-                batch_size: int = SCORE_BATCH) -> np.ndarray:
-    """`-log p(row)` for every row, in float64, computed `batch_size` rows at a time.
+                batch_size: int = SCORE_BATCH, context: np.ndarray | None = None,
+                how: str = "context=") -> np.ndarray:
+    """`-log p(row)` (or `-log p(row | context row)`) for every row, in float64, computed
+    `batch_size` rows at a time.
 
     Args:
       flow: any distribution over `[D]` events (a flow, or a mixture of flows).
       data: `[N, D]` float32 rows in data units.
       batch_size: rows per call, which bounds the memory the scoring needs.
+      context: a conditional flow's raw context, `[N, C]` (row i's) or `[1, C]` (shared).
+      how: how the caller passes a context, for the error a missing one gets.
     """
-    chunks = [flow.log_prob(tf.constant(data[start:start + batch_size])).numpy()
-              for start in range(0, len(data), batch_size)]
+    data = np.asarray(data, np.float32)
+    context = data_lib.context_for_model(context, flow_context_dim(flow), len(data), how=how)
+    chunks = []
+    for start in range(0, len(data), batch_size):
+        rows = slice(start, start + batch_size)
+        kwargs = context_kwargs(flow, None if context is None else tf.constant(context[rows]))
+        chunks.append(flow.log_prob(tf.constant(data[rows]), **kwargs).numpy())
     return -np.concatenate(chunks).astype(np.float64)
 
 

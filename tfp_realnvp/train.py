@@ -37,7 +37,7 @@ from tfp_realnvp.errors import (
     TrainingDivergedError,
     TrainingInterruptedError,
 )
-from tfp_realnvp.flow import build_flow
+from tfp_realnvp.flow import build_flow, context_kwargs
 from tfp_realnvp.rundir import RunConfig, RunDir
 from tfp_realnvp.summaries import tensorboard_writer
 
@@ -144,8 +144,9 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
     return int(getattr(strategy.extended, "_num_workers", 1))
 
 
-def _negative_log_prob(flow: tfd.TransformedDistribution, x: tf.Tensor) -> tf.Tensor:
-    return -flow.log_prob(x)
+def _negative_log_prob(flow: tfd.TransformedDistribution, x: tf.Tensor,
+                       context: tf.Tensor | None = None, per_member: bool = False) -> tf.Tensor:
+    return -flow.log_prob(x, **context_kwargs(flow, context, per_member))
 
 
 class _TrainingState(tf.Module):
@@ -172,6 +173,8 @@ class Trainer:
     Member m trains on `splits[m][0]` and is early-stopped on `splits[m][1]`. An ensemble's
     members are one stacked flow, so one compiled step updates every member: the batch is
     `[B, M, D]` (member m's rows in slice m), the loss the sum of the members' mean NLLs.
+    For a conditional flow each row holds its event then its context (`D + C` columns), so
+    a batch carries every row's context with it; dequantisation touches the event only.
     """
 
     def __init__(
@@ -186,6 +189,7 @@ class Trainer:
         self.strategy = strategy
         self.splits = splits
         self.num_members = len(splits)
+        self.event_dim = flow_config.event_dim
         smallest = min(len(train) for train, _ in splits)
         self.global_batch = min(train_config.batch_size, smallest)
         self.steps_per_epoch = max(1, smallest // self.global_batch)
@@ -237,7 +241,8 @@ class Trainer:
             return
         shared = self.stacked.bijector.bijectors[0]  # the data map, outermost in the chain
         for member, (train, _) in enumerate(self.splits):
-            fold_maps[0].set_from_rows(member, shared.inverse(train).numpy())
+            events = train[:, :self.event_dim]
+            fold_maps[0].set_from_rows(member, shared.inverse(events).numpy())
 
     def _learning_rate(self):
         config = self.train_config
@@ -261,10 +266,19 @@ class Trainer:
         """One batch per member -> the stacked flow's `[B, M, D]` (or `[B, D]`)."""
         return batches[0] if self.num_members == 1 else tf.stack(batches, axis=1)
 
+    def _events_and_context(self, rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """A batch's rows `[..., D + C]` -> (events `[..., D]`, context `[..., C]` or None)."""
+        if not self.flow_config.context_dim:
+            return rows, None
+        return rows[..., :self.event_dim], rows[..., self.event_dim:]
+
     def _loss_and_grads_fn(self, *batches: tf.Tensor):
-        x = self._dequantize(self._member_batch(batches))
+        x, context = self._events_and_context(self._member_batch(batches))
+        x = self._dequantize(x)
         with tf.GradientTape() as tape:
-            nll = _negative_log_prob(self.stacked, x)  # [B] or [B, M]
+            # [B] or [B, M]; an ensemble's members each see their own rows' contexts.
+            nll = _negative_log_prob(self.stacked, x, context,
+                                     per_member=self.num_members > 1)
             per_row = nll if self.num_members == 1 else tf.reduce_sum(nll, axis=-1)
             loss = tf.nn.compute_average_loss(per_row, global_batch_size=self.global_batch)
         return loss / self.num_members, tape.gradient(loss, self.variables)
@@ -297,10 +311,11 @@ class Trainer:
 
     def _validation_nll_fn(self) -> tf.Tensor:
         """Each member's mean NLL on its own held-out rows: `[num_members]`."""
-        rows = self._validation_rows
+        rows, context = self._events_and_context(self._validation_rows)
         if self.num_members == 1:
-            return tf.reduce_mean(_negative_log_prob(self.stacked, rows))[tf.newaxis]
-        nll = _negative_log_prob(self.stacked, self.flow.per_member(rows))  # [rows, M]
+            return tf.reduce_mean(_negative_log_prob(self.stacked, rows, context))[tf.newaxis]
+        # Every member scores every row with its context (shared across members): [rows, M]
+        nll = _negative_log_prob(self.stacked, self.flow.per_member(rows), context)
         owner = self._validation_owner
         return tf.reduce_sum(nll * owner, axis=0) / tf.reduce_sum(owner, axis=0)
 
@@ -388,8 +403,15 @@ def fit(
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     settings: dict[str, Any] | None = None,
     tensorboard: bool = False,
+    context: np.ndarray | None = None,
 ) -> FitResult:
     """Trains a new flow on the rows of `data` and leaves a complete run directory.
+
+    With `context` (`[N, C]`, row i the context of data row i) the flow models
+    `p(x | c)`: the context travels with its row through the split, the folds and every
+    batch, and the flow standardises it itself (`context_shift`/`context_scale` in the
+    config: the training context's column means and standard deviations), so `log_prob`,
+    `sample`, the export's signatures and `load` all take raw context values.
 
     The flow config's `event_dim` and data map (the training rows' Gaussian) are set from
     the data. Training stops after `epochs`, after `time_budget` seconds, or when the
@@ -409,31 +431,45 @@ def fit(
         or chosen), e.g. the options a user typed.
       tensorboard: also write TensorBoard summaries into `run_dir/tensorboard` (see
         `summaries.py`).
+      context: `[N, C]` raw context values aligned with `data`'s rows (validated here:
+        finite, 2-D, one row per data row), or None for an unconditional flow.
     """
     data = data_lib.validate_array(data)
     data_lib.check_trainable(data, (data_info or {}).get("source", "data"))
+    if context is not None:
+        context = data_lib.validate_context(context, num_rows=len(data))
     chosen = auto.choose(*data.shape)
     settings = dict(settings or {})
+    # Column bookkeeping is checked against the widths once they are set from the data.
+    layout = {k: settings.pop(k) for k in LAYOUT_FIELDS if k in settings}
     auto_record = {"rows": data.shape[0], "dim": data.shape[1],
+                   "context_dim": 0 if context is None else context.shape[1],
                    "chosen": [name for name, config in (("flow", flow_config),
                                                         ("train", train_config))
                               if config is None],
                    "given": sorted(settings), "reasons": chosen.reasons}
     flow_config, train_config = _apply_settings(flow_config or chosen.flow,
                                                  train_config or chosen.train, settings)
-    splits = _splits(data, flow_config, train_config)
+    context_dim = _context_dim(flow_config, context)
+    splits = _splits(_rows(data, context), flow_config, train_config)
     fitted_rows = np.concatenate([splits[0][0], splits[0][1]]) if len(splits) > 1 \
         else splits[0][0]
+    events = fitted_rows[:, :data.shape[1]]
     flow_config = flow_config.replace(
-        event_dim=data.shape[1], **data_lib.affine_stats(fitted_rows, flow_config.whiten))
+        event_dim=data.shape[1], context_dim=context_dim, **layout,
+        **data_lib.affine_stats(events, flow_config.whiten),
+        **_context_stats(fitted_rows[:, data.shape[1]:]))
     train_config = train_config.replace(
-        dequantize_steps=data_lib.grid_steps(fitted_rows, train_config.dequantize))
+        dequantize_steps=data_lib.grid_steps(events, train_config.dequantize))
+    hashes = {"sha256": data_lib.content_hash(data)}
+    if context is not None:
+        hashes["context_sha256"] = data_lib.content_hash(context)
     strategy = strategy or make_strategy()
     with _worker_run_dir(run_dir, strategy) as own_dir:
         run = RunDir(own_dir)
         run.create()
         run.write_config(RunConfig(flow_config, train_config, {
-            **(data_info or {}), "sha256": data_lib.content_hash(data),
+            **(data_info or {}), **hashes,
             "num_train": len(splits[0][0]),
             "num_validation": len(splits[0][1])}, auto_record))
         trainer = Trainer(flow_config, train_config, splits, strategy)
@@ -458,6 +494,36 @@ def _worker_run_dir(run_dir: str | Path, strategy: tf.distribute.Strategy) -> It
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+# FlowConfig fields that record where a table's columns went (set by the CLI).
+LAYOUT_FIELDS = ("event_columns", "context_columns", "column_names")
+
+
+def _context_dim(flow_config: FlowConfig, context: np.ndarray | None) -> int:
+    """The context width `fit` trains with; ConfigError when a config asks for another."""
+    width = 0 if context is None else context.shape[1]
+    if flow_config.context_dim and flow_config.context_dim != width:
+        got = "no context" if context is None else f"a context of {width} column(s)"
+        raise ConfigError(
+            f"The flow config has context_dim={flow_config.context_dim} but fit got {got}; "
+            "pass context= with that many columns (one row per data row), or leave "
+            "context_dim unset.")
+    return width
+
+
+def _rows(data: np.ndarray, context: np.ndarray | None) -> np.ndarray:
+    """The rows training splits and batches: the event, then its context."""
+    return data if context is None else np.concatenate([data, context], axis=1)
+
+
+def _context_stats(context: np.ndarray) -> dict[str, list | None]:
+    """The context's standardisation (column means and standard deviations; a constant
+    column gets scale 1), or None for no context."""
+    if context.shape[1] == 0:
+        return {"context_shift": None, "context_scale": None}
+    stats = data_lib.affine_stats(context, whiten=False)
+    return {"context_shift": stats["data_shift"], "context_scale": stats["data_scale"]}
+
+
 def _apply_settings(flow_config: FlowConfig, train_config: TrainConfig,
                     settings: dict[str, Any]) -> tuple[FlowConfig, TrainConfig]:
     """The configs with `settings` (field name -> value) applied; ConfigError for a name
@@ -474,7 +540,8 @@ def _apply_settings(flow_config: FlowConfig, train_config: TrainConfig,
 def _splits(data: np.ndarray, flow_config: FlowConfig,
             train_config: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
     """(training rows, validation rows) per member: one hold-out split for a single flow,
-    K folds for an ensemble of K (each member held out on its own fold)."""
+    K folds for an ensemble of K (each member held out on its own fold). The split depends
+    only on the number of rows and the seed, so a context's columns go with their row."""
     if flow_config.ensemble_size == 1:
         return [data_lib.train_validation_split(data, train_config.validation_fraction,
                                                 train_config.seed)]
@@ -487,6 +554,7 @@ def resume(
     strategy: tf.distribute.Strategy | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     tensorboard: bool | None = None,
+    context: np.ndarray | None = None,
     **changes: Any,
 ) -> FitResult:
     """Continues a run from its latest checkpoint, on the same data.
@@ -503,6 +571,7 @@ def resume(
       on_epoch: called after every epoch with its `EpochMetrics`.
       tensorboard: write TensorBoard summaries (steps continue the run's epochs); None:
         only if the run already has them.
+      context: a conditional run's context, the rows it was trained with (checked).
       **changes: config fields to set; only resumable ones may differ from the run's.
     """
     run = RunDir(run_dir)
@@ -511,13 +580,11 @@ def resume(
     if train_config != stored.train:
         run.write_config(dataclasses.replace(stored, train=train_config))
     data = data_lib.validate_array(data, expected_width=stored.flow.event_dim)
-    recorded = stored.data.get("sha256")
-    if recorded is not None and data_lib.content_hash(data) != recorded:
-        raise DataError(
-            f"{run.path} was trained on {stored.data.get('source', 'other data')} "
-            f"(sha256 {recorded[:12]}...); the data given differs (sha256 "
-            f"{data_lib.content_hash(data)[:12]}...). Resume with the run's own data.")
-    splits = _splits(data, stored.flow, train_config)
+    context = _resume_context(run, stored, context, len(data))
+    _check_hash(run, stored, data, "sha256", "data")
+    if context is not None:
+        _check_hash(run, stored, context, "context_sha256", "context")
+    splits = _splits(_rows(data, context), stored.flow, train_config)
     trainer = Trainer(stored.flow, train_config, splits, strategy or make_strategy())
     manager = trainer.checkpoint_manager(run)
     history: list[dict[str, Any]] = []
@@ -525,6 +592,31 @@ def resume(
         trainer.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
         history = run.read_metrics().get("history", [])[: int(trainer.state.epoch.numpy())]
     return _train(trainer, run, on_epoch, history, tensorboard)
+
+
+def _resume_context(run: RunDir, stored: RunConfig, context: np.ndarray | None,
+                    num_rows: int) -> np.ndarray | None:
+    """The validated context of a resumed run; DataError when a conditional run gets none
+    or an unconditional one gets one."""
+    width = stored.flow.context_dim
+    if not width:
+        if context is not None:
+            raise DataError(f"{run.path} is an unconditional run; resume it without a context.")
+        return None
+    if context is None:
+        raise DataError(f"{run.path} is conditional ({width} context column(s)); resume it with "
+                        "the context it was trained with (context=).")
+    return data_lib.validate_context(context, num_rows=num_rows, width=width)
+
+
+def _check_hash(run: RunDir, stored: RunConfig, table: np.ndarray, key: str,
+                what: str) -> None:
+    recorded = stored.data.get(key)
+    if recorded is not None and data_lib.content_hash(table) != recorded:
+        raise DataError(
+            f"{run.path} was trained on {stored.data.get('source', 'other data')} "
+            f"({what} sha256 {recorded[:12]}...); the {what} given differs (sha256 "
+            f"{data_lib.content_hash(table)[:12]}...). Resume with the run's own {what}.")
 
 
 def _resumable_changes(stored: RunConfig, changes: dict[str, Any]) -> dict[str, Any]:
