@@ -1,4 +1,4 @@
-"""Seeded, stateless sampling from a flow."""
+"""Seeded, stateless sampling from a flow, in batches of bounded size."""
 
 from __future__ import annotations
 
@@ -8,23 +8,42 @@ import tensorflow_probability as tfp
 
 tfd = tfp.distributions
 
+SAMPLE_BATCH = 65536  # draws per call: bounds the memory a large request needs
 
-def stateless_seed(seed: int) -> tf.Tensor:
-    """An int32 `[2]` seed: TFP then samples with stateless ops, so a seed gives the same
-    draws in every process (a Python int would give stateful, process-dependent ops)."""
+
+def stateless_seed(seed: int, batch: int = 0) -> tf.Tensor:
+    """An int32 `[2]` seed, `[batch, seed]`: TFP then samples with stateless ops, so a seed
+    gives the same draws in every process (a Python int would give stateful,
+    process-dependent ops). `batch` numbers the batches of one large request."""
     if not 0 <= seed < 2**31:
         raise ValueError(f"'seed' must be in [0, 2**31); got {seed}.")
-    return tf.constant([0, seed], dtype=tf.int32)
+    return tf.constant([batch, seed], dtype=tf.int32)
 
 
-def sample_flow(flow: tfd.Distribution, num_samples: int, seed: int) -> np.ndarray:
+def sample_flow(flow: tfd.Distribution, num_samples: int, seed: int,
+                batch_size: int = SAMPLE_BATCH) -> np.ndarray:
     """`num_samples` draws from `flow` as a float32 array `[num_samples, D]`.
+
+    Draws `batch_size` rows at a time: batch `k` (rows `k * batch_size` on) uses the
+    stateless seed `[k, seed]`, so memory stays bounded, a request of up to `batch_size`
+    rows is exactly `flow.sample(n, seed=[0, seed])` (what the SavedModel's `sample`
+    signature returns for that seed), and the first rows of a larger request are the same
+    whatever its size. The draws depend on `batch_size`: keep the default to reproduce.
 
     Args:
       flow: any TFP distribution over `[D]` events (a flow or an ensemble).
       num_samples: draws, >= 1.
       seed: in [0, 2**31); the same seed gives the same draws in every process.
+      batch_size: rows per call, >= 1.
     """
     if num_samples < 1:
         raise ValueError(f"'num_samples' must be >= 1; got {num_samples}.")
-    return flow.sample(num_samples, seed=stateless_seed(seed)).numpy()
+    if batch_size < 1:
+        raise ValueError(f"'batch_size' must be >= 1; got {batch_size}.")
+    stateless_seed(seed)  # checks the seed before anything is drawn
+    dim = int(flow.event_shape[-1])
+    out = np.empty((num_samples, dim), np.float32)
+    for batch, start in enumerate(range(0, num_samples, batch_size)):
+        size = min(batch_size, num_samples - start)
+        out[start:start + size] = flow.sample(size, seed=stateless_seed(seed, batch)).numpy()
+    return out

@@ -38,10 +38,18 @@ tfd = tfp.distributions
 
 @dataclasses.dataclass
 class EpochMetrics:
+    """One epoch's figures, given to `on_epoch`; `flow` is the live flow (the current
+    weights, not the best), for callbacks that score it. The history keeps `to_dict()`."""
+
     epoch: int
     train_nll: float
     validation_nll: float
     seconds: float
+    flow: tfd.Distribution | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "train_nll": self.train_nll,
+                "validation_nll": self.validation_nll, "seconds": self.seconds}
 
 
 @dataclasses.dataclass
@@ -109,6 +117,8 @@ class Trainer:
         smallest = min(len(train) for train, _ in splits)
         self.global_batch = min(train_config.batch_size, smallest)
         self.steps_per_epoch = max(1, smallest // self.global_batch)
+        if train_config.max_steps_per_epoch is not None:
+            self.steps_per_epoch = min(self.steps_per_epoch, train_config.max_steps_per_epoch)
         tf_keras.utils.set_random_seed(train_config.seed)
         with strategy.scope():
             self.flow = build_flow(flow_config)
@@ -447,10 +457,13 @@ def _epochs(trainer: Trainer, run: RunDir, on_epoch: Callable[[EpochMetrics], No
             trainer.keep_best(tf.constant(epoch, tf.int64), member_nll)
             best_nll = state.best_validation_nll.numpy()
         state.epoch.assign(epoch)
-        record = EpochMetrics(epoch, train_nll, validation_nll, time.perf_counter() - tick)
-        history.append(dataclasses.asdict(record))
+        record = EpochMetrics(epoch, train_nll, validation_nll, time.perf_counter() - tick,
+                              trainer.flow)
+        history.append(record.to_dict())
         if on_epoch is not None:
+            tick = time.perf_counter()
             on_epoch(record)
+            started += time.perf_counter() - tick  # a callback's time is not training time
         if stop.signal_number is not None:
             manager.save(checkpoint_number=epoch)
             run.write_metrics(_metrics(trainer, history, "interrupted",
