@@ -605,6 +605,7 @@ def plot_scaling(records: Sequence[dict[str, Any]], path: str | os.PathLike,
                  device: str = "") -> None:
     """Step cost (ms per training step) against conditioner width, one line per `dim`."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     figure = Figure(figsize=(5.5, 3.6))
     axis = figure.subplots()
@@ -616,6 +617,9 @@ def plot_scaling(records: Sequence[dict[str, Any]], path: str | os.PathLike,
     axis.set_yscale("log")
     widths = sorted({r["hidden_units"] for r in records})
     axis.set_xticks(widths, [str(w) for w in widths])
+    axis.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.yaxis.set_minor_formatter(NullFormatter())
     axis.set_xlabel("conditioner width (hidden units)")
     axis.set_ylabel("ms per training step")
     axis.set_title(f"training step cost{f' ({device})' if device else ''}", fontsize=9)
