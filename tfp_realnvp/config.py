@@ -24,6 +24,8 @@ TOY_DATASET_NAMES = ("moons", "circles", "blobs", "swissroll")
 QUALITY_TABLES = ("moons", "circles", "swissroll", "iris", "wine", "diabetes", "breast_cancer",
                   "digits")
 QUALITY_METHODS = ("gaussian", "gmm", "kde", "maf", "flow")
+SPEED_MODELS = ("flow", "flow_xla", "tfp_realnvp", "tfp_realnvp_xla", "keras_notebook",
+                "default", "affine_default", "affine_default_xla")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,6 +233,11 @@ class TrainConfig(_Config):
 
     epochs: int = setting(400, "Maximum number of epochs.", low=1, resumable=True)
     batch_size: int = setting(256, "Rows per training step.", low=1)
+    max_steps_per_epoch: int | None = setting(
+        None, "Cap on the steps of one epoch (None: a full pass over the training rows). "
+        "Each epoch still draws a fresh random order, so a big table's epoch is a random "
+        "subset of it, and validation, early stopping, checkpoints and the time budget are "
+        "checked at least every this many steps.", low=1)
     learning_rate: float = setting(2e-3, "Peak learning rate (AdamW).", low=0, low_open=True)
     schedule: str = setting("cosine", "Learning-rate schedule.", choices=SCHEDULES)
     weight_decay: float = setting(0.0, "Decoupled weight decay (AdamW).", low=0)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 import tensorflow_probability as tfp
+from tensorflow_probability.python.bijectors import rational_quadratic_spline as tfp_rqs
 from tensorflow_probability.python.internal import cache_util
 
 from tfp_realnvp.errors import ConfigError
@@ -280,6 +281,71 @@ class AffineCoupling(Coupling):
         return tfb.Chain([tfb.Shift(shift), tfb.Scale(log_scale=log_scale)])
 
 
+class OneHotSpline(tfb.RationalQuadraticSpline):
+    """TFP's `RationalQuadraticSpline` (same maths, same numbers) with the knots of each
+    point's bin picked by a one-hot mask instead of a batched gather, and one pass that
+    returns the map and its log-det together.
+
+    ```none
+    bin k of v:  k = #{interior knots <= v}     (TFP: searchsorted(side='right') - 1)
+    x_k = sum_j onehot(k)_j knots_x[j]           (TFP: gather(knots_x, k, batch_dims))
+    ```
+    A gather's gradient is a scatter with a dozen shape ops; a one-hot product's is a
+    product. On the default 2-D spline ensemble this cut the traced training step from
+    12,647 ops to 3,784, and its trace and XLA compile time with it (see the README's
+    Speed section). `forward_and_log_det(x)` locates the bin once for the map and its
+    log-det; `inverse_and_log_det(y)` as TFP does, in y's bin then in x's.
+    """
+
+    def _compute_shared(self, x=None, y=None):
+        is_x = x is not None
+        range_min = tf.convert_to_tensor(self.range_min, name="range_min")
+        kx = tfp_rqs._knot_positions(self.bin_widths, range_min)
+        ky = tfp_rqs._knot_positions(self.bin_heights, range_min)
+        kd = tfp_rqs._padded(tfp_rqs._ensure_at_least_1d(self.knot_slopes), lhs=1, rhs=1)
+        knots = kx if is_x else ky
+        value = x if is_x else y
+        out_of_bounds = (value <= knots[..., 0]) | (value >= knots[..., -1])
+        value = tf.where(out_of_bounds, knots[..., 0], value)
+        index = tf.reduce_sum(tf.cast(knots[..., 1:-1] <= value[..., tf.newaxis], tf.int32),
+                              axis=-1)
+        onehot = tf.one_hot(index, knots.shape[-1] - 1, dtype=knots.dtype)[..., tf.newaxis, :]
+        table = tf.stack([kx, ky, kd], axis=-2)  # [..., 3, K + 1]: one shape (the coupling)
+        low = tf.unstack(tf.reduce_sum(onehot * table[..., :-1], axis=-1), axis=-1)
+        high = tf.unstack(tf.reduce_sum(onehot * table[..., 1:], axis=-1), axis=-1)
+        (x_k, y_k, d_k), (x_kp1, y_kp1, d_kp1) = low, high
+        h_k, w_k = y_kp1 - y_k, x_kp1 - x_k
+        return tfp_rqs._SplineShared(out_of_bounds=out_of_bounds, x_k=x_k, y_k=y_k, d_k=d_k,
+                                     d_kp1=d_kp1, h_k=h_k, w_k=w_k, s_k=h_k / w_k)
+
+    @staticmethod
+    def _log_slope(d, relx: tf.Tensor) -> tf.Tensor:
+        """log of the spline's derivative at relative position `relx` in bin k (TFP's
+        `_forward_log_det_jacobian` formula; 0 outside the knots)."""
+        relx = tf.where(d.out_of_bounds, tf.constant(0.5, relx.dtype), relx)
+        grad = (2 * tf.math.log(d.s_k)
+                + tf.math.log(d.d_kp1 * relx**2 + 2 * d.s_k * relx * (1 - relx)
+                              + d.d_k * (1 - relx)**2)
+                - 2 * tf.math.log((d.d_kp1 + d.d_k - 2 * d.s_k) * relx * (1 - relx) + d.s_k))
+        return tf.where(d.out_of_bounds, tf.zeros([], relx.dtype), grad)
+
+    def forward_and_log_det(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """`(y, log dy/dx)` elementwise."""
+        d = self._compute_shared(x=x)
+        relx = (x - d.x_k) / d.w_k
+        spline = d.y_k + ((d.h_k * (d.s_k * relx**2 + d.d_k * relx * (1 - relx)))
+                          / (d.s_k + (d.d_kp1 + d.d_k - 2 * d.s_k) * relx * (1 - relx)))
+        return tf.where(d.out_of_bounds, x, spline), self._log_slope(d, relx)
+
+    def inverse_and_log_det(self, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """`(x, log dx/dy)` elementwise, as TFP computes them: the quadratic-formula inverse
+        in y's bin, then minus the log-slope at x in x's own bin (in a bin flat to
+        float precision the two can differ; x's keeps `ildj(y) = -fldj(x)` exact)."""
+        x = self._inverse(y)
+        d = self._compute_shared(x=x)
+        return x, -self._log_slope(d, (x - d.x_k) / d.w_k)
+
+
 class SplineCoupling(Coupling):
     """Rational-quadratic spline coupling (Durkan et al., 2019) with identity tails.
 
@@ -347,6 +413,24 @@ class SplineCoupling(Coupling):
         raw_widths, raw_heights, raw_slopes = tf.split(
             params, [self._num_bins, self._num_bins, self._num_bins - 1], axis=-1)
         slopes = self._min_slope + tf.math.softplus(raw_slopes + self._slope_offset)
-        return tfb.RationalQuadraticSpline(
+        return OneHotSpline(
             bin_widths=self._bins(raw_widths), bin_heights=self._bins(raw_heights),
             knot_slopes=slopes, range_min=-self._bound)
+
+    def _spline_pass(self, values: tf.Tensor, params_from: tf.Tensor, context, inverse: bool):
+        inner = self._inner(params_from, context)
+        inside = tf.cast(values, self.inner_dtype)
+        out, log_det = (inner.inverse_and_log_det if inverse else
+                        inner.forward_and_log_det)(inside)
+        return (tf.cast(out, values.dtype),
+                tf.cast(tf.reduce_sum(log_det, axis=-1), values.dtype))
+
+    def _augmented_forward(self, x: tf.Tensor, context: tf.Tensor | None = None):
+        x_a, x_b = self._split(x)
+        y_b, fldj = self._spline_pass(x_b, x_a, context, inverse=False)
+        return self._merge(x_a, y_b), {"fldj": fldj, "ildj": -fldj}
+
+    def _augmented_inverse(self, y: tf.Tensor, context: tf.Tensor | None = None):
+        y_a, y_b = self._split(y)
+        x_b, ildj = self._spline_pass(y_b, y_a, context, inverse=True)
+        return self._merge(y_a, x_b), {"ildj": ildj, "fldj": -ildj}

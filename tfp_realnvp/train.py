@@ -45,12 +45,14 @@ tfd = tfp.distributions
 
 @dataclasses.dataclass
 class EpochMetrics:
-    """One epoch of the history in metrics.json (and of the TensorBoard scalars).
+    """One epoch's figures: a row of the history in metrics.json (`to_dict()`), of the
+    TensorBoard scalars, and what `on_epoch` gets.
 
     `gradient_norm` is the mean over the epoch's steps of the global norm of the summed
     (all replicas) gradient before clipping; `learning_rate` the rate of the epoch's last
     step; `steps_per_second` the training steps over the training time (validation not
-    counted).
+    counted); `flow` the live flow (the current weights, not the best), for callbacks that
+    score it (not in the history).
     """
 
     epoch: int
@@ -60,6 +62,11 @@ class EpochMetrics:
     gradient_norm: float | None = None
     learning_rate: float | None = None
     steps_per_second: float | None = None
+    flow: tfd.Distribution | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                if field.name != "flow"}
 
 
 @dataclasses.dataclass
@@ -193,6 +200,8 @@ class Trainer:
         smallest = min(len(train) for train, _ in splits)
         self.global_batch = min(train_config.batch_size, smallest)
         self.steps_per_epoch = max(1, smallest // self.global_batch)
+        if train_config.max_steps_per_epoch is not None:
+            self.steps_per_epoch = min(self.steps_per_epoch, train_config.max_steps_per_epoch)
         tf_keras.utils.set_random_seed(train_config.seed)
         with strategy.scope():
             self.flow = build_flow(flow_config)
@@ -712,10 +721,12 @@ def _epochs(trainer: Trainer, run: RunDir, on_epoch: Callable[[EpochMetrics], No
         state.epoch.assign(epoch)
         record = EpochMetrics(epoch, train_nll, validation_nll, time.perf_counter() - tick,
                               _finite_or_none(gradient_norm), trainer.learning_rate(),
-                              trainer.steps_per_epoch / train_seconds)
-        history.append(dataclasses.asdict(record))
+                              trainer.steps_per_epoch / train_seconds, trainer.flow)
+        history.append(record.to_dict())
         if on_epoch is not None:
+            tick = time.perf_counter()
             on_epoch(record)
+            started += time.perf_counter() - tick  # a callback's time is not training time
         signalled, over_budget = trainer.any_worker(
             stop.signal_number is not None,
             config.time_budget is not None and time.perf_counter() - started > config.time_budget)

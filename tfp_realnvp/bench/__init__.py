@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-_SUBMODULES = ("maf", "quality", "speed")
+_SUBMODULES = ("bigtable", "maf", "notebook", "quality", "speed")
 
 
 def __getattr__(name: str) -> ModuleType:
