@@ -416,7 +416,8 @@ def test_corrupt_exports_get_one_clear_message(trained, tmp_path, damage, messag
         (broken / "variables" / "variables.data-00000-of-00001").write_bytes(b"garbage")
     np.save(tmp_path / "x.npy", make_toy("moons", 10, seed=15))
     for args in (["sample", str(broken), "-n", "3"],
-                 ["evaluate", str(broken), "--data", str(tmp_path / "x.npy")]):
+                 ["evaluate", str(broken), "--data", str(tmp_path / "x.npy")],
+                 ["info", str(broken)]):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 1, (args, result.output)
         assert message in result.output and "Traceback" not in result.output

@@ -106,6 +106,9 @@ def test_mirrored_strategy_matches_the_default_strategy(tmp_path):
     data = make_toy("moons", 600, 0.05, seed=5)
     strategy = train_lib.make_strategy("mirrored")
     assert strategy.num_replicas_in_sync == 2
+    # One per process: two MirroredStrategy objects training in one process collide on
+    # their collective ops' keys.
+    assert train_lib.make_strategy("mirrored") is strategy
     config = small_train(epochs=3, batch_size=128)
     mirrored = train_lib.fit(data, tmp_path / "m", SMALL_FLOW, config, strategy=strategy)
     default = train_lib.fit(data, tmp_path / "d", SMALL_FLOW, config)

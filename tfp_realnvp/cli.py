@@ -243,7 +243,7 @@ def cli() -> None:
 @click.option("--tensorboard", is_flag=True,
               help="Write TensorBoard summaries per epoch into RUN_DIR/tensorboard (a resumed "
                    "run that has them continues them without the flag).")
-@click.option("--context-columns", "context_columns",
+@click.option("--context-columns", "context_spec",
               help="Train p(x | c): the columns of --data that are the context c, comma-"
               "separated, by header name or 0-based position (0 is the first column); the "
               "other columns are x.")
@@ -252,7 +252,7 @@ def cli() -> None:
 def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume: bool,
         drop_nonfinite: bool, dataset: str, num_points: int, noise: float, seed: int,
         strategy: str, quiet: bool, export_base: Path | None, plot: bool, tensorboard: bool,
-        context_columns: str | None,
+        context_spec: str | None,
         **options: Any) -> None:
     """Train a flow. With no arguments: two moons (3000 points, noise 0.05).
 
@@ -264,7 +264,7 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
     if resume and strategy == "multiworker":
         raise click.UsageError("--resume runs in one process; resume a multi-worker run on "
                                "the chief with --strategy default or mirrored.")
-    if context_columns is not None and (resume or data_file is None):
+    if context_spec is not None and (resume or data_file is None):
         raise click.UsageError(
             "--context-columns needs --data FILE (a new run; a resumed run uses the columns "
             "it recorded).")
@@ -280,9 +280,9 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
             data = None  # the plot reads the run's recorded data
         else:
             context, layout = None, {}
-            if context_columns is not None:
+            if context_spec is not None:
                 data, context, layout = _read_conditional(data_file, drop_nonfinite,
-                                                          context_columns)
+                                                          context_spec)
                 names = layout["column_names"]
                 data_info = {"source": str(data_file), "num_rows": len(data),
                              "context_columns": [names[i] if names else i

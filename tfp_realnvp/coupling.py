@@ -194,24 +194,32 @@ class Coupling(tfb.Bijector):
             params = tf.cast(params, self.inner_dtype)
         return self._inner_bijector(params)
 
-    def _apply(self, inner_fn, x_b: tf.Tensor, log_det_fn) -> tuple[tf.Tensor, tf.Tensor]:
-        """`inner_fn(x_b)` and its log-det, computed in `inner_dtype`, returned in x's."""
-        inside = x_b if self.inner_dtype is None else tf.cast(x_b, self.inner_dtype)
-        out, log_det = inner_fn(inside), log_det_fn(inside, event_ndims=1)
-        return tf.cast(out, x_b.dtype), tf.cast(log_det, x_b.dtype)
+    def _apply(self, inner: tfb.Bijector, values: tf.Tensor,
+               inverse: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        """`inner`'s map of `values` (its inverse if asked) and the log-det over the event,
+        computed in `inner_dtype`, returned in the values' dtype."""
+        inside = values if self.inner_dtype is None else tf.cast(values, self.inner_dtype)
+        out, log_det = self._inner_map(inner, inside, inverse)
+        return tf.cast(out, values.dtype), tf.cast(log_det, values.dtype)
+
+    def _inner_map(self, inner: tfb.Bijector, values: tf.Tensor,
+                   inverse: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        """The elementwise map and its log-det summed over the event (a subclass whose inner
+        bijector computes both in one pass overrides this)."""
+        if inverse:
+            return inner.inverse(values), inner.inverse_log_det_jacobian(values, event_ndims=1)
+        return inner.forward(values), inner.forward_log_det_jacobian(values, event_ndims=1)
 
     def _augmented_forward(self, x: tf.Tensor, context: tf.Tensor | None = None,
                            member_context: tf.Tensor | None = None):
         x_a, x_b = self._split(x)
-        inner = self._inner(x_a, context, member_context)
-        y_b, fldj = self._apply(inner.forward, x_b, inner.forward_log_det_jacobian)
+        y_b, fldj = self._apply(self._inner(x_a, context, member_context), x_b, inverse=False)
         return self._merge(x_a, y_b), {"fldj": fldj, "ildj": -fldj}
 
     def _augmented_inverse(self, y: tf.Tensor, context: tf.Tensor | None = None,
                            member_context: tf.Tensor | None = None):
         y_a, y_b = self._split(y)
-        inner = self._inner(y_a, context, member_context)
-        x_b, ildj = self._apply(inner.inverse, y_b, inner.inverse_log_det_jacobian)
+        x_b, ildj = self._apply(self._inner(y_a, context, member_context), y_b, inverse=True)
         return self._merge(y_a, x_b), {"ildj": ildj, "fldj": -ildj}
 
     def _forward(self, x, **kwargs):
@@ -417,20 +425,9 @@ class SplineCoupling(Coupling):
             bin_widths=self._bins(raw_widths), bin_heights=self._bins(raw_heights),
             knot_slopes=slopes, range_min=-self._bound)
 
-    def _spline_pass(self, values: tf.Tensor, params_from: tf.Tensor, context, inverse: bool):
-        inner = self._inner(params_from, context)
-        inside = tf.cast(values, self.inner_dtype)
+    def _inner_map(self, inner: OneHotSpline, values: tf.Tensor,
+                   inverse: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        """One pass of the spline for the map and its log-det (bins located once)."""
         out, log_det = (inner.inverse_and_log_det if inverse else
-                        inner.forward_and_log_det)(inside)
-        return (tf.cast(out, values.dtype),
-                tf.cast(tf.reduce_sum(log_det, axis=-1), values.dtype))
-
-    def _augmented_forward(self, x: tf.Tensor, context: tf.Tensor | None = None):
-        x_a, x_b = self._split(x)
-        y_b, fldj = self._spline_pass(x_b, x_a, context, inverse=False)
-        return self._merge(x_a, y_b), {"fldj": fldj, "ildj": -fldj}
-
-    def _augmented_inverse(self, y: tf.Tensor, context: tf.Tensor | None = None):
-        y_a, y_b = self._split(y)
-        x_b, ildj = self._spline_pass(y_b, y_a, context, inverse=True)
-        return self._merge(y_a, x_b), {"ildj": ildj, "fldj": -ildj}
+                        inner.forward_and_log_det)(values)
+        return out, tf.reduce_sum(log_det, axis=-1)

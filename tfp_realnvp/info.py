@@ -43,6 +43,7 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         stored = RunDir(model.path).read_config()
         summary.update(train=stored.train.to_dict(), data=stored.data, auto=stored.auto)
         return summary
+    model.load()  # a corrupt export gets the one clear message `load` gives (not a summary)
     info_file = model.path / ASSETS_EXTRA / "export_info.json"
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     summary["export_info"] = info

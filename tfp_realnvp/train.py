@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -99,7 +100,7 @@ def make_strategy(name: str = "default") -> tf.distribute.Strategy:
         devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
             d.name for d in tf.config.list_logical_devices("CPU")
         ]
-        return tf.distribute.MirroredStrategy(devices)
+        return _mirrored_strategy(tuple(devices))
     if name == "multiworker":
         resolver = _tf_config_resolver()
         try:
@@ -112,6 +113,18 @@ def make_strategy(name: str = "default") -> tf.distribute.Strategy:
                 "in the process (TensorFlow configures collective ops at start-up): call "
                 "make_strategy('multiworker') first.") from None
     raise ConfigError(f"'strategy' must be one of {STRATEGIES}; got {name!r}.")
+
+
+@functools.cache
+def _mirrored_strategy(devices: tuple[str, ...]) -> tf.distribute.MirroredStrategy:
+    """One MirroredStrategy per process and device set, reused by every fit.
+
+    Inside `tf.function` a MirroredStrategy all-reduces with collective ops whose keys each
+    strategy numbers from the same start: two strategies training in one process hand
+    different tensors the same collective instance ("Shape mismatch in the collective
+    instance 100"). One shared strategy keeps numbering its collectives.
+    """
+    return tf.distribute.MirroredStrategy(list(devices))
 
 
 TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
