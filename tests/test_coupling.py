@@ -9,6 +9,7 @@ import tensorflow_probability as tfp
 from conftest import randomise_weights
 
 from tfp_realnvp import AffineCoupling, FlowConfig, build_flow, context_kwargs
+from tfp_realnvp.coupling import OneHotSpline, SplineCoupling
 from tfp_realnvp.networks import make_conditioner
 
 tfb = tfp.bijectors
@@ -84,3 +85,62 @@ def test_tf_keras_network_is_tracked_and_keras3_is_not():
     keras3 = keras.Sequential([keras.Input((1,)), keras.layers.Dense(2)])
     untracked = AffineCoupling(2, 1, keras3)
     assert len(untracked.trainable_variables) == 0
+
+
+def spline_couplings(seed: int = 0) -> dict[str, SplineCoupling]:
+    """A spline coupling per direction, sharing one randomised conditioner (one spline)."""
+    net = make_conditioner(1, 23, hidden_units=16, num_hidden_layers=1)
+    rng = np.random.default_rng(seed)
+    for variable in net.trainable_variables:
+        variable.assign(rng.standard_normal(variable.shape).astype(np.float32))
+    return {direction: SplineCoupling(event_dim=2, num_conditioning=1, conditioner=net,
+                                      direction=direction)
+            for direction in ("density", "sampling")}
+
+
+def test_spline_directions_are_each_others_inverse():
+    """`density` evaluates the spline on the way to the latent (log_prob, training) and
+    solves it to sample; `sampling` the reverse. Same spline, so one's inverse is the
+    other's forward, log-dets included, and density's log_prob never solves the spline."""
+    couplings = spline_couplings()
+    x = tf.random.stateless_normal([256, 2], seed=[3, 4]) * 2.0
+    density, sampling = couplings["density"], couplings["sampling"]
+    np.testing.assert_allclose(density.inverse(x), sampling.forward(x), atol=1e-5)
+    np.testing.assert_allclose(density.inverse_log_det_jacobian(x, event_ndims=1),
+                               sampling.forward_log_det_jacobian(x, event_ndims=1),
+                               atol=1e-4)
+    np.testing.assert_allclose(density.forward(x), sampling.inverse(x), atol=1e-5)
+    graph = tf.function(density.inverse).get_concrete_function(
+        tf.TensorSpec([None, 2], tf.float32)).graph
+    ops = graph.get_operations()
+    assert not any(op.type == "Sqrt" for op in ops)  # the closed form...
+    assert all(t.dtype != tf.float64 for op in ops for t in op.outputs)  # ...in float32
+    graph = tf.function(density.forward).get_concrete_function(
+        tf.TensorSpec([None, 2], tf.float32)).graph
+    assert any(op.type == "Sqrt" and op.outputs[0].dtype == tf.float64
+               for op in graph.get_operations())  # the quadratic solve, in float64
+
+
+def test_legacy_spline_configs_keep_their_direction():
+    """A config written before `spline_direction` existed ran the spline latent -> data."""
+    written = FlowConfig(coupling="spline").to_dict()
+    del written["spline_direction"]
+    assert FlowConfig.from_dict(written).spline_direction == "sampling"
+    assert FlowConfig.from_dict(FlowConfig(coupling="spline").to_dict()).spline_direction \
+        == "density"
+
+
+def test_spline_inverse_is_differentiable_at_the_knots():
+    """TFP's inverse returns a constant 0 where y is exactly a knot, so its gradient there
+    is 0; ours keeps the true slope dx/dy = 1 / RQS'(x)."""
+    widths = tf.constant([[0.5, 1.5, 2.0, 4.0]])
+    heights = tf.constant([[2.0, 1.0, 1.0, 4.0]])
+    spline = OneHotSpline(widths, heights, tf.constant([[0.7, 1.3, 2.0]]), range_min=-4.0)
+    y = tf.constant([[-2.0, -1.0, 0.0, 1.5]])  # knots and a point inside a bin, in y
+    with tf.GradientTape() as tape:
+        tape.watch(y)
+        x = spline.inverse(y)
+    slope = tape.gradient(x, y)
+    expected = tf.exp(-spline.forward_log_det_jacobian(x, event_ndims=0))
+    np.testing.assert_allclose(slope, expected, rtol=1e-5)
+    np.testing.assert_allclose(x[:, :3], [[-3.5, -2.0, 0.0]], atol=1e-6)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from tfp_realnvp.errors import ConfigError
 
 ACTIVATIONS = ("relu", "tanh", "gelu", "silu", "elu")
 COUPLINGS = ("affine", "spline")
+SPLINE_DIRECTIONS = ("density", "sampling")
 MIXINGS = ("reverse", "random", "lu")
 SCHEDULES = ("cosine", "constant")
 DEQUANTIZE = ("none", "uniform", "auto")
@@ -90,6 +91,11 @@ class _Config:
         return {k: list(v) if isinstance(v, tuple) else v
                 for k, v in dataclasses.asdict(self).items()}
 
+    # Fields added after configs were first written, with the value that rebuilds what a
+    # config written before them described (a missing key is read as this, not as the
+    # field's default for new configs).
+    LEGACY_VALUES: ClassVar[dict[str, Any]] = {}
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]):
         known = {f.name for f in dataclasses.fields(cls)}
@@ -97,7 +103,7 @@ class _Config:
         if unknown:
             raise ConfigError(
                 f"Unknown {cls.__name__} fields {unknown}; known: {sorted(known)}.")
-        return cls(**values)
+        return cls(**{**cls.LEGACY_VALUES, **values})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -126,6 +132,8 @@ class FlowConfig(_Config):
     CLI; the CLI splits evaluation tables the same way).
     """
 
+    LEGACY_VALUES: ClassVar[dict[str, Any]] = {"spline_direction": "sampling"}
+
     event_dim: int = setting(2, "Width of an event (columns of the data).", low=2, cli=False)
     coupling: str = setting("affine", "Coupling kind: affine (RealNVP) or rational-quadratic "
                             "spline.", choices=COUPLINGS)
@@ -140,6 +148,11 @@ class FlowConfig(_Config):
     spline_bound: float = setting(
         4.0, "Spline couplings: the spline acts on [-bound, bound] (standardised units) and "
         "is the identity outside.", low=0, low_open=True)
+    spline_direction: str = setting(
+        "density", "Spline couplings: 'density' runs the spline from data to latent "
+        "(training and log_prob evaluate it in float32, sampling inverts it in float64); "
+        "'sampling' the other way round (runs written before this setting).",
+        choices=SPLINE_DIRECTIONS)
     mixing: str = setting("reverse", "Between couplings: reverse or random permutation, or "
                           "a learned LU-factored linear map.", choices=MIXINGS)
     mixing_seed: int = setting(0, "Seed of random permutations and LU initialisations.",
@@ -239,7 +252,10 @@ class TrainConfig(_Config):
         "subset of it, and validation, early stopping, checkpoints and the time budget are "
         "checked at least every this many steps.", low=1)
     learning_rate: float = setting(2e-3, "Peak learning rate (AdamW).", low=0, low_open=True)
-    schedule: str = setting("cosine", "Learning-rate schedule.", choices=SCHEDULES)
+    schedule: str = setting(
+        "cosine", "Learning-rate schedule: 'cosine' decays to 2% of the peak by the last "
+        "epoch, or by the end of the time budget when that comes first; 'constant'.",
+        choices=SCHEDULES)
     weight_decay: float = setting(0.0, "Decoupled weight decay (AdamW).", low=0)
     clip_norm: float = setting(10.0, "Global gradient-norm clip.", low=0, low_open=True)
     validation_fraction: float = setting(

@@ -17,6 +17,7 @@ import tensorflow_probability as tfp
 from tensorflow_probability.python.bijectors import rational_quadratic_spline as tfp_rqs
 from tensorflow_probability.python.internal import cache_util
 
+from tfp_realnvp.config import SPLINE_DIRECTIONS
 from tfp_realnvp.errors import ConfigError
 
 tfb = tfp.bijectors
@@ -184,22 +185,23 @@ class Coupling(tfb.Bijector):
         """The elementwise bijector of `x_b` that `params` describe."""
         raise NotImplementedError
 
-    # The dtype the inner bijector computes in (None: the events' own).
-    inner_dtype: tf.DType | None = None
+    def _inner_dtype(self, inverse: bool) -> tf.DType | None:
+        """The dtype the inner bijector computes in, in the direction asked for (None: the
+        events' own)."""
+        return None
 
-    def _inner(self, x_a: tf.Tensor, context: tf.Tensor | None,
-               member_context: tf.Tensor | None = None) -> tfb.Bijector:
+    def _transform(self, x_a: tf.Tensor, values: tf.Tensor, context: tf.Tensor | None,
+                   member_context: tf.Tensor | None,
+                   inverse: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        """The inner bijector's map of `values` (its inverse if asked), with parameters
+        from `x_a`, and its log-det over the event; computed in `_inner_dtype(inverse)`,
+        returned in the values' dtype."""
         params = self._conditioner_output(x_a, context, member_context)
-        if self.inner_dtype is not None:
-            params = tf.cast(params, self.inner_dtype)
-        return self._inner_bijector(params)
-
-    def _apply(self, inner: tfb.Bijector, values: tf.Tensor,
-               inverse: bool) -> tuple[tf.Tensor, tf.Tensor]:
-        """`inner`'s map of `values` (its inverse if asked) and the log-det over the event,
-        computed in `inner_dtype`, returned in the values' dtype."""
-        inside = values if self.inner_dtype is None else tf.cast(values, self.inner_dtype)
-        out, log_det = self._inner_map(inner, inside, inverse)
+        dtype = self._inner_dtype(inverse)
+        inside = values
+        if dtype is not None:
+            params, inside = tf.cast(params, dtype), tf.cast(values, dtype)
+        out, log_det = self._inner_map(self._inner_bijector(params), inside, inverse)
         return tf.cast(out, values.dtype), tf.cast(log_det, values.dtype)
 
     def _inner_map(self, inner: tfb.Bijector, values: tf.Tensor,
@@ -213,13 +215,13 @@ class Coupling(tfb.Bijector):
     def _augmented_forward(self, x: tf.Tensor, context: tf.Tensor | None = None,
                            member_context: tf.Tensor | None = None):
         x_a, x_b = self._split(x)
-        y_b, fldj = self._apply(self._inner(x_a, context, member_context), x_b, inverse=False)
+        y_b, fldj = self._transform(x_a, x_b, context, member_context, inverse=False)
         return self._merge(x_a, y_b), {"fldj": fldj, "ildj": -fldj}
 
     def _augmented_inverse(self, y: tf.Tensor, context: tf.Tensor | None = None,
                            member_context: tf.Tensor | None = None):
         y_a, y_b = self._split(y)
-        x_b, ildj = self._apply(self._inner(y_a, context, member_context), y_b, inverse=True)
+        x_b, ildj = self._transform(y_a, y_b, context, member_context, inverse=True)
         return self._merge(y_a, x_b), {"ildj": ildj, "fldj": -ildj}
 
     def _forward(self, x, **kwargs):
@@ -345,6 +347,20 @@ class OneHotSpline(tfb.RationalQuadraticSpline):
                           / (d.s_k + (d.d_kp1 + d.d_k - 2 * d.s_k) * relx * (1 - relx)))
         return tf.where(d.out_of_bounds, x, spline), self._log_slope(d, relx)
 
+    def _inverse(self, y: tf.Tensor) -> tf.Tensor:
+        """The root in [0, 1] of `a relx^2 + b relx + c = 0` in y's bin (Durkan et al.,
+        appendix A.3), written `relx = 2c / (-b - sqrt(b^2 - 4ac))`: stable for small
+        `4ac`, and, unlike TFP's (which returns a constant 0 where `y` is exactly a knot),
+        differentiable at the knots too: there `c = 0` and the denominator is `-2b < 0`."""
+        d = self._compute_shared(y=y)
+        rely = tf.where(d.out_of_bounds, tf.zeros([], y.dtype), y - d.y_k)
+        term2 = rely * (d.d_kp1 + d.d_k - 2 * d.s_k)
+        a = d.h_k * (d.s_k - d.d_k) + term2
+        b = d.h_k * d.d_k - term2
+        c = -d.s_k * rely
+        relx = (2 * c) / (-b - tf.sqrt(tf.maximum(b**2 - 4 * a * c, 0)))
+        return tf.where(d.out_of_bounds, y, relx * d.w_k + d.x_k)
+
     def inverse_and_log_det(self, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """`(x, log dx/dy)` elementwise, as TFP computes them: the quadratic-formula inverse
         in y's bin, then minus the log-slope at x in x's own bin (in a bin flat to
@@ -357,37 +373,42 @@ class OneHotSpline(tfb.RationalQuadraticSpline):
 class SplineCoupling(Coupling):
     """Rational-quadratic spline coupling (Durkan et al., 2019) with identity tails.
 
-    Each transformed coordinate goes through a monotonic rational-quadratic spline of
+    Each transformed coordinate goes through a monotonic rational-quadratic spline `RQS` of
     `num_bins` bins on `[-bound, bound]` (TFP's `RationalQuadraticSpline`), the identity
-    outside it; its bin widths, heights and interior knot slopes come from the conditioner:
+    outside it; its bin widths, heights and interior knot slopes come from the conditioner.
+    With `direction="density"` (the default) the spline itself runs from data to latent,
+    the way `log_prob` and training go, and sampling inverts it:
 
     ```none
-    forward:  y_a = x_a;  y_b = RQS_theta(x_b)       theta = NN([x_a, context])
-    inverse:  x_a = y_a;  x_b = RQS_theta^-1(y_b)
-    log-dets: fldj(x) = sum log RQS_theta'(x_b);  ildj(y) = -fldj(x)
+    forward (sampling):  y_a = x_a;  y_b = RQS_theta^-1(x_b)     theta = NN([x_a, context])
+    inverse (density):   x_a = y_a;  x_b = RQS_theta(y_b)
+    log-dets: ildj(y) = sum log RQS_theta'(y_b);  fldj(x) = -ildj(y)
     ```
+    (`direction="sampling"` swaps the two: the spline runs from latent to data, as runs
+    made before this setting existed did.) Evaluating the spline is a rational function,
+    accurate in float32: every training step and every `log_prob` computes it in the
+    events' dtype. Inverting it solves a quadratic per point, which float32 gets wrong in
+    steep or flat bins (a 3.6-wide bin 0.0035 high: round trip off by 0.67, exact in
+    float64), so the inverse, used only to sample, computes in float64.
+
     widths = min_bin + (2 bound - K min_bin) softmax(raw_w) (heights alike), slopes =
     min_slope + softplus(raw_d + c) with c chosen so that a zero conditioner output gives
-    slope 1: a fresh coupling is the identity. The spline is computed in float64: its
-    inverse solves a quadratic that float32 gets wrong in steep or flat bins (hypothesis
-    found float32 round trips off by 10; soft-clamping the raw outputs instead cost 0.01-0.06
-    nats on the 2-D toys). The map moves a point by at most 2 bound and its log-slope is at
-    least log(min_slope), so far from the data the flow's density falls off like its base's:
-    the tails stay honest.
+    slope 1: a fresh coupling is the identity. The map moves a point by at most 2 bound and
+    its log-slope is at least log(min_slope), so far from the data the flow's density falls
+    off like its base's: the tails stay honest.
     """
-
-    # Inverting a spline solves a quadratic per point; in float32 that loses the answer in
-    # steep or flat bins (a 3.6-wide bin 0.0035 high: round trip off by 0.67, exact in
-    # float64). The spline itself is a few elementwise ops: float64 costs little.
-    inner_dtype = tf.float64
 
     def __init__(self, event_dim: int, num_conditioning: int, conditioner: Conditioner,
                  num_bins: int = 8, bound: float = 4.0, min_bin: float = 1e-3,
                  min_slope: float = 1e-3, context_dim: int = 0, num_members: int = 1,
                  validate_args: bool = False, name: str = "spline_coupling",
                  context_shift: Sequence[float] | None = None,
-                 context_scale: Sequence[float] | None = None) -> None:
+                 context_scale: Sequence[float] | None = None,
+                 direction: str = "density") -> None:
         parameters = dict(locals())
+        if direction not in SPLINE_DIRECTIONS:
+            raise ConfigError(f"'direction' must be one of {SPLINE_DIRECTIONS}; got "
+                              f"{direction!r}.")
         if num_bins < 2:
             raise ConfigError(f"'num_bins' must be >= 2; got {num_bins}.")
         if not bound > 0:
@@ -396,6 +417,7 @@ class SplineCoupling(Coupling):
             raise ConfigError(f"'min_bin' * num_bins must be in (0, 2 bound); got {min_bin}.")
         if not 0 < min_slope < 1:
             raise ConfigError(f"'min_slope' must be in (0, 1); got {min_slope}.")
+        self._direction = direction
         self._num_bins = int(num_bins)
         self._bound = float(bound)
         self._min_bin = float(min_bin)
@@ -425,9 +447,20 @@ class SplineCoupling(Coupling):
             bin_widths=self._bins(raw_widths), bin_heights=self._bins(raw_heights),
             knot_slopes=slopes, range_min=-self._bound)
 
+    @property
+    def direction(self) -> str:
+        return self._direction
+
+    def _solves(self, inverse: bool) -> bool:
+        """Whether the coupling's forward (or inverse) map inverts the spline."""
+        return inverse != (self._direction == "density")
+
+    def _inner_dtype(self, inverse: bool) -> tf.DType | None:
+        return tf.float64 if self._solves(inverse) else None
+
     def _inner_map(self, inner: OneHotSpline, values: tf.Tensor,
                    inverse: bool) -> tuple[tf.Tensor, tf.Tensor]:
         """One pass of the spline for the map and its log-det (bins located once)."""
-        out, log_det = (inner.inverse_and_log_det if inverse else
+        out, log_det = (inner.inverse_and_log_det if self._solves(inverse) else
                         inner.forward_and_log_det)(values)
         return out, tf.reduce_sum(log_det, axis=-1)

@@ -60,7 +60,8 @@ def make_coupling(config: FlowConfig, layer: int, validate_args: bool = False) -
                   num_members=config.ensemble_size, validate_args=validate_args, name=name)
     if config.coupling == "affine":
         return AffineCoupling(log_scale_bound=config.log_scale_bound, **common)
-    return SplineCoupling(num_bins=config.spline_bins, bound=config.spline_bound, **common)
+    return SplineCoupling(num_bins=config.spline_bins, bound=config.spline_bound,
+                          direction=config.spline_direction, **common)
 
 
 def make_mixing(config: FlowConfig, layer: int) -> tfb.Bijector:
@@ -120,13 +121,14 @@ def build_stacked(config: FlowConfig,
 
 # A surrogate posterior's defaults: small, smooth conditioners (VI evaluates the flow on its
 # own samples, a few dozen per step, so depth matters more than width).
+# Variational inference differentiates samples, so a spline runs in the sampling direction.
 SURROGATE_DEFAULTS = {"num_couplings": 4, "hidden_units": 32, "num_hidden_layers": 2,
-                      "activation": "tanh"}
+                      "activation": "tanh", "spline_direction": "sampling"}
 # The FlowConfig fields a surrogate takes: the architecture. The others describe data (a
 # data map, a context) or an ensemble, whose choice of member is not reparameterisable.
 SURROGATE_SETTINGS = ("coupling", "num_couplings", "hidden_units", "num_hidden_layers",
-                      "activation", "log_scale_bound", "spline_bins", "spline_bound", "mixing",
-                      "mixing_seed")
+                      "activation", "log_scale_bound", "spline_bins", "spline_bound",
+                      "spline_direction", "mixing", "mixing_seed")
 
 
 def surrogate_posterior(event_dim: int, initial_loc: Any = 0.0, initial_scale: Any = 1.0,

@@ -30,6 +30,7 @@ import tf_keras
 
 from tfp_realnvp import auto
 from tfp_realnvp import data as data_lib
+from tfp_realnvp import schedule as schedule_lib
 from tfp_realnvp.config import STRATEGIES, FlowConfig, TrainConfig, settings
 from tfp_realnvp.ensemble import FoldAffine, stacked_flow
 from tfp_realnvp.errors import (
@@ -217,6 +218,9 @@ class Trainer:
             self.steps_per_epoch = min(self.steps_per_epoch, train_config.max_steps_per_epoch)
         tf_keras.utils.set_random_seed(train_config.seed)
         with strategy.scope():
+            self.schedule = (None if train_config.schedule == "constant" else
+                             schedule_lib.SegmentedCosine(train_config.learning_rate,
+                                                          self.steps_per_epoch))
             self.flow = build_flow(flow_config)
             self.stacked = stacked_flow(self.flow)
             self.variables = list(self.stacked.trainable_variables)
@@ -227,17 +231,19 @@ class Trainer:
             )
             self.optimizer.build(self.variables)
             self.state = _TrainingState(self.variables, self.num_members)
+        schedule_state = {} if self.schedule is None else {
+            "schedule_segment": self.schedule.segment,
+            "schedule_first_step": self.schedule.first_step}
         self.checkpoint = tf.train.Checkpoint(
-            flow=self.flow, optimizer=self.optimizer, state=self.state)
-        rows = np.concatenate([validation for _, validation in splits])
+            flow=self.flow, optimizer=self.optimizer, state=self.state, **schedule_state)
+        rows, weights = _validation_layout([validation for _, validation in splits])
         self._validation_rows = tf.constant(rows)
-        # One-hot [rows, M]: which member each validation row belongs to.
-        owner = np.repeat(np.arange(self.num_members), [len(v) for _, v in splits])
-        self._validation_owner = tf.constant(np.eye(self.num_members, dtype=np.float32)[owner])
+        self._validation_weights = tf.constant(weights)
         self._loss_and_grads = tf.function(
             self._loss_and_grads_fn, jit_compile=train_config.jit_compile)
         self.train_epoch = tf.function(self._train_epoch_fn)
-        self.validation_nll = tf.function(self._validation_nll_fn)
+        self.validation_nll = tf.function(self._validation_nll_fn,
+                                          jit_compile=train_config.jit_compile)
         self.keep_best = tf.function(self._keep_best_fn)
         self.restore_best = tf.function(self._restore_best_fn)
         self._sum_over_workers = tf.function(self._sum_over_workers_fn)
@@ -250,6 +256,14 @@ class Trainer:
             return list(flags)
         summed = self._sum_over_workers(tf.constant([float(f) for f in flags]))
         return [bool(v > 0) for v in summed.numpy()]
+
+    def mean_over_workers(self, value: float) -> float:
+        """`value` averaged over the workers (one worker: unchanged), so an estimate each
+        worker makes from its own clock is the same number on all of them."""
+        count = num_workers(self.strategy)
+        if count == 1:
+            return value
+        return float(self._sum_over_workers(tf.constant([value], tf.float32))[0]) / count
 
     def _sum_over_workers_fn(self, values: tf.Tensor) -> tf.Tensor:
         per_replica = self.strategy.run(tf.identity, args=(values,))
@@ -270,8 +284,16 @@ class Trainer:
         config = self.train_config
         if config.schedule == "constant":
             return config.learning_rate
-        return tf_keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=config.epochs * self.steps_per_epoch, alpha=0.02)
+        return self.schedule
+
+    def start_epoch_schedule(self, epochs_remaining: float) -> None:
+        """Moves the cosine schedule on by one epoch's segment, spreading what is left of
+        the decay over `epochs_remaining` epochs (see `schedule.py`)."""
+        if self.schedule is None:
+            return
+        start = self.schedule.segment_end
+        end = schedule_lib.next_segment(start, self.mean_over_workers(epochs_remaining))
+        self.schedule.set_segment(start, end, int(self.optimizer.iterations.numpy()))
 
     def _dequantize(self, batch: tf.Tensor) -> tf.Tensor:
         """Adds `step * (U(0, 1) - 1/2)` per column, seeded by (seed, step number): the same
@@ -336,10 +358,10 @@ class Trainer:
         rows, context = self._events_and_context(self._validation_rows)
         if self.num_members == 1:
             return tf.reduce_mean(_negative_log_prob(self.stacked, rows, context))[tf.newaxis]
-        # Every member scores every row with its context (shared across members): [rows, M]
-        nll = _negative_log_prob(self.stacked, self.flow.per_member(rows), context)
-        owner = self._validation_owner
-        return tf.reduce_sum(nll * owner, axis=0) / tf.reduce_sum(owner, axis=0)
+        # Member m scores only its own rows (slice m of [V, M, D], with their contexts).
+        nll = _negative_log_prob(self.stacked, rows, context, per_member=True)
+        weights = self._validation_weights
+        return tf.reduce_sum(nll * weights, axis=0) / tf.reduce_sum(weights, axis=0)
 
     def _keep_best_fn(self, epoch: tf.Tensor, nll: tf.Tensor) -> None:
         """Keeps the weights of every member whose validation NLL improved (an ensemble's
@@ -392,6 +414,20 @@ class Trainer:
             tf.data.experimental.AutoShardPolicy.DATA)
         dataset = dataset.with_options(options)
         return iter(self.strategy.experimental_distribute_dataset(dataset))
+
+
+def _validation_layout(folds: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out rows of each member in the stacked flow's layout: one member, its rows
+    `[V, D]` and weights `[V]` of 1; an ensemble, `[V, M, D]` with member m's rows in slice
+    m (V the largest fold; a shorter fold is filled up by repeating its rows) and weights
+    `[V, M]`, 1 on a member's own rows and 0 on the fill, so each member scores only its
+    own fold, not every member's."""
+    if len(folds) == 1:
+        return folds[0], np.ones(len(folds[0]), np.float32)
+    longest = max(len(fold) for fold in folds)
+    rows = np.stack([np.resize(fold, (longest, fold.shape[1])) for fold in folds], axis=1)
+    weights = np.stack([np.arange(longest) < len(fold) for fold in folds], axis=1)
+    return rows, weights.astype(np.float32)
 
 
 def software_versions() -> dict[str, str]:
@@ -715,8 +751,13 @@ def _epochs(trainer: Trainer, run: RunDir, on_epoch: Callable[[EpochMetrics], No
         trainer.keep_best(tf.constant(0, tf.int64), initial)
     stop_reason = "epochs"
     best_nll = state.best_validation_nll.numpy()
+    epoch_starts: list[float] = []  # this call's epochs, on the budget's clock
     for epoch in range(start_epoch + 1, config.epochs + 1):
         tick = time.perf_counter()
+        epoch_starts.append(tick - started)
+        trainer.start_epoch_schedule(schedule_lib.epochs_left(
+            epoch, config.epochs, tick - started, config.time_budget,
+            _steady_epoch_seconds(epoch_starts)))
         train_nll, gradient_norm = (float(v) for v in trainer.train_epoch(iterator))
         train_seconds = time.perf_counter() - tick
         member_nll = trainer.validation_nll()
@@ -737,9 +778,9 @@ def _epochs(trainer: Trainer, run: RunDir, on_epoch: Callable[[EpochMetrics], No
                               trainer.steps_per_epoch / train_seconds, trainer.flow)
         history.append(record.to_dict())
         if on_epoch is not None:
-            tick = time.perf_counter()
+            callback_tick = time.perf_counter()
             on_epoch(record)
-            started += time.perf_counter() - tick  # a callback's time is not training time
+            started += time.perf_counter() - callback_tick  # not training time
         signalled, over_budget = trainer.any_worker(
             stop.signal_number is not None,
             config.time_budget is not None and time.perf_counter() - started > config.time_budget)
@@ -764,6 +805,15 @@ def _epochs(trainer: Trainer, run: RunDir, on_epoch: Callable[[EpochMetrics], No
                                        time.perf_counter() - started))
     manager.save(checkpoint_number=int(state.epoch.numpy()))
     return FitResult(trainer.flow, run.path, finish("completed", stop_reason))
+
+
+def _steady_epoch_seconds(epoch_starts: list[float]) -> float | None:
+    """The mean time of an epoch (everything between two epoch starts on the budget's
+    clock), leaving out this call's first epoch: it traces and compiles the step. None
+    before there is one to measure."""
+    if len(epoch_starts) < 3:
+        return None
+    return (epoch_starts[-1] - epoch_starts[1]) / (len(epoch_starts) - 2)
 
 
 class _StopSignals:
