@@ -242,8 +242,7 @@ class Trainer:
         self._loss_and_grads = tf.function(
             self._loss_and_grads_fn, jit_compile=train_config.jit_compile)
         self.train_epoch = tf.function(self._train_epoch_fn)
-        self.validation_nll = tf.function(self._validation_nll_fn,
-                                          jit_compile=train_config.jit_compile)
+        self.validation_nll = tf.function(self._validation_nll_fn)
         self.keep_best = tf.function(self._keep_best_fn)
         self.restore_best = tf.function(self._restore_best_fn)
         self._sum_over_workers = tf.function(self._sum_over_workers_fn)
