@@ -22,8 +22,7 @@ def run_segments(epochs: int, steps: int, epochs_left_at) -> list[float]:
     rates, step = [], 0
     for epoch in range(1, epochs + 1):
         start = schedule.segment_end
-        end = schedule_lib.next_segment(start, epochs_left_at(epoch))
-        schedule.set_segment(start, end, step)
+        schedule.set_segment(start, schedule_lib.next_segment(start, epochs_left_at(epoch)))
         for _ in range(steps):
             rates.append(float(schedule(step)))
             step += 1

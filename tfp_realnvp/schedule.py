@@ -70,24 +70,22 @@ class SegmentedCosine(tf_keras.optimizers.schedules.LearningRateSchedule):
         self.peak = float(peak)
         self.steps_per_epoch = int(steps_per_epoch)
         self.alpha = float(alpha)
-        # [start, end, first step] of the current epoch's segment; checkpointed.
+        # [start, end] of the current epoch's segment; checkpointed with the run. Every
+        # epoch runs `steps_per_epoch` steps, so step k of an epoch is `step mod S`.
         self.segment = tf.Variable([0.0, 0.0], dtype=tf.float64, trainable=False,
                                    name="schedule_segment")
-        self.first_step = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                      name="schedule_first_step")
 
-    def set_segment(self, start: float, end: float, first_step: int) -> None:
-        """The next epoch runs progress `start` -> `end` from optimizer step `first_step`."""
+    def set_segment(self, start: float, end: float) -> None:
+        """The next epoch runs progress `start` -> `end`."""
         self.segment.assign([start, end])
-        self.first_step.assign(first_step)
 
     @property
     def segment_end(self) -> float:
         return float(self.segment[1].numpy())
 
     def __call__(self, step):
-        done = tf.cast(tf.cast(step, tf.int64) - self.first_step, tf.float64)
-        fraction = tf.clip_by_value(done / self.steps_per_epoch, 0.0, 1.0)
+        done = tf.math.floormod(tf.cast(step, tf.int64), self.steps_per_epoch)
+        fraction = tf.cast(done, tf.float64) / self.steps_per_epoch
         start, end = self.segment[0], self.segment[1]
         progress = tf.clip_by_value(start + (end - start) * fraction, 0.0, 1.0)
         decayed = self.alpha + (1 - self.alpha) * 0.5 * (1 + tf.cos(math.pi * progress))

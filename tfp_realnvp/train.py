@@ -232,8 +232,7 @@ class Trainer:
             self.optimizer.build(self.variables)
             self.state = _TrainingState(self.variables, self.num_members)
         schedule_state = {} if self.schedule is None else {
-            "schedule_segment": self.schedule.segment,
-            "schedule_first_step": self.schedule.first_step}
+            "schedule_segment": self.schedule.segment}
         self.checkpoint = tf.train.Checkpoint(
             flow=self.flow, optimizer=self.optimizer, state=self.state, **schedule_state)
         rows, weights = _validation_layout([validation for _, validation in splits])
@@ -292,7 +291,7 @@ class Trainer:
             return
         start = self.schedule.segment_end
         end = schedule_lib.next_segment(start, self.mean_over_workers(epochs_remaining))
-        self.schedule.set_segment(start, end, int(self.optimizer.iterations.numpy()))
+        self.schedule.set_segment(start, end)
 
     def _dequantize(self, batch: tf.Tensor) -> tf.Tensor:
         """Adds `step * (U(0, 1) - 1/2)` per column, seeded by (seed, step number): the same
@@ -350,7 +349,9 @@ class Trainer:
 
     def learning_rate(self) -> float:
         """The learning rate of the last step taken (the schedule's value then)."""
-        return float(tf.convert_to_tensor(self.optimizer.learning_rate))
+        if self.schedule is None:
+            return float(tf.convert_to_tensor(self.optimizer.learning_rate))
+        return float(self.schedule(self.optimizer.iterations - 1))
 
     def _validation_nll_fn(self) -> tf.Tensor:
         """Each member's mean NLL on its own held-out rows: `[num_members]`."""
