@@ -155,3 +155,22 @@ def test_jit_compiled_step_trains_like_the_plain_one(tmp_path, config):
     second = [h["validation_nll"] for h in jit.metrics["history"]]
     np.testing.assert_allclose(second, first, atol=5e-3)
     assert second[-1] < second[0]
+
+
+def test_each_member_is_validated_on_its_own_fold_only():
+    """Folds of unequal sizes: member m's validation NLL is its mean NLL over its own held-out
+    rows, the padding that evens the folds out counts for nothing."""
+    rng = np.random.default_rng(0)
+    folds = [rng.standard_normal((n, 2)).astype(np.float32) for n in (10, 11, 13)]
+    splits = [(rng.standard_normal((40, 2)).astype(np.float32), fold) for fold in folds]
+    config = SMALL_FLOW.replace(event_dim=2, ensemble_size=3)
+    trainer = train_lib.Trainer(config, small_train(), splits, train_lib.make_strategy())
+    randomise = np.random.default_rng(1)
+    for variable in trainer.variables:
+        variable.assign(0.3 * randomise.standard_normal(variable.shape).astype(np.float32))
+    got = trainer.validation_nll().numpy()
+    # Every member scores every fold; member m's own fold is column m.
+    expected = [-np.mean(trainer.stacked.log_prob(trainer.flow.per_member(fold))[:, m])
+                for m, fold in enumerate(folds)]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert len(set(np.round(got, 4))) == 3  # distinct members, distinct folds
