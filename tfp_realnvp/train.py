@@ -225,7 +225,7 @@ class Trainer:
             self.stacked = stacked_flow(self.flow)
             self.variables = list(self.stacked.trainable_variables)
             self.optimizer = tf_keras.optimizers.AdamW(
-                self._learning_rate(),
+                self.schedule or train_config.learning_rate,
                 weight_decay=train_config.weight_decay,
                 global_clipnorm=train_config.clip_norm,
             )
@@ -277,12 +277,6 @@ class Trainer:
         for member, (train, _) in enumerate(self.splits):
             events = train[:, :self.event_dim]
             fold_maps[0].set_from_rows(member, shared.inverse(events).numpy())
-
-    def _learning_rate(self):
-        config = self.train_config
-        if config.schedule == "constant":
-            return config.learning_rate
-        return self.schedule
 
     def start_epoch_schedule(self, epochs_remaining: float) -> None:
         """Moves the cosine schedule on by one epoch's segment, spreading what is left of
