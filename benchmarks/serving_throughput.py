@@ -20,7 +20,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tfp_realnvp  # noqa: E402
-from tfp_realnvp import train as train_lib  # noqa: E402
+from tfp_realnvp import TrainConfig  # noqa: E402
+from tfp_realnvp import training as train_lib  # noqa: E402
 from tfp_realnvp.data import make_toy  # noqa: E402
 
 
@@ -51,7 +52,7 @@ def main() -> None:
         flow_config = tfp_realnvp.FlowConfig(num_couplings=8, hidden_units=64,
                                              num_hidden_layers=3)
         train_lib.fit(make_toy("moons", 3000), run_dir, flow_config,
-                      train_lib.TrainConfig(epochs=5))
+                      TrainConfig(epochs=5))
     version_dir = tfp_realnvp.export(run_dir, os.path.join(workdir, "exports"))
     flow = tfp_realnvp.load(run_dir)
     in_process = tf.function(flow.log_prob)

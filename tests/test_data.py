@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from tfp_realnvp import data as data_lib
+from tfp_realnvp import prepare as prepare_lib
 from tfp_realnvp.data import DataError
 
 
@@ -71,8 +72,8 @@ def test_toy_sets_and_unknown_name():
 
 def test_split_is_seeded_and_disjoint():
     data = np.arange(200, dtype=np.float32).reshape(100, 2)
-    train, validation = data_lib.train_validation_split(data, 0.2, seed=3)
-    again, _ = data_lib.train_validation_split(data, 0.2, seed=3)
+    train, validation = prepare_lib.train_validation_split(data, 0.2, seed=3)
+    again, _ = prepare_lib.train_validation_split(data, 0.2, seed=3)
     assert len(train) == 80 and len(validation) == 20
     np.testing.assert_array_equal(train, again)
     rows = {tuple(r) for r in train} | {tuple(r) for r in validation}
@@ -142,9 +143,9 @@ def test_constant_columns_and_tiny_tables_cannot_be_fitted():
     table = np.random.default_rng(1).standard_normal((50, 3))
     table[:, 1] = 7.0
     with pytest.raises(DataError, match=r"column 2 is constant \(every row is 7\)"):
-        data_lib.check_trainable(table)
+        prepare_lib.check_trainable(table)
     with pytest.raises(DataError, match=r"6 rows; fitting a 3-column flow .* at least 10"):
-        data_lib.check_trainable(np.random.default_rng(2).standard_normal((6, 3)))
+        prepare_lib.check_trainable(np.random.default_rng(2).standard_normal((6, 3)))
 
 
 def test_drop_nonfinite_rows_counts_them():

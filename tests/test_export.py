@@ -22,8 +22,8 @@ from serving_checks import (
 )
 
 import tfp_realnvp
-from tfp_realnvp import FlowConfig, build_flow
-from tfp_realnvp import train as train_lib
+from tfp_realnvp import FlowConfig, TrainConfig, build_flow
+from tfp_realnvp import training as train_lib
 from tfp_realnvp.data import make_toy
 from tfp_realnvp.serving import BATCHABLE_SIGNATURES, WARMUP_FILE
 
@@ -39,7 +39,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     config = FlowConfig(num_couplings=3, hidden_units=16)
     train_lib.fit(make_toy("moons", 400, seed=1), root / "run", config,
-                  train_lib.TrainConfig(epochs=3, batch_size=64))
+                  TrainConfig(epochs=3, batch_size=64))
     version_dir = tfp_realnvp.export(root / "run", root / "exports")
     return root, version_dir, tfp_realnvp.load(root / "run")
 
@@ -431,7 +431,7 @@ def test_an_unfinished_run_says_to_resume(tmp_path):
     data = make_toy("moons", 300, seed=16)
     with pytest.raises(KeyboardInterrupt):
         train_lib.fit(data, tmp_path / "run", FlowConfig(num_couplings=2, hidden_units=8),
-                      train_lib.TrainConfig(epochs=5, checkpoint_every=1),
+                      TrainConfig(epochs=5, checkpoint_every=1),
                       on_epoch=lambda record: (_ for _ in ()).throw(KeyboardInterrupt))
     result = CliRunner().invoke(cli, ["sample", str(tmp_path / "run"), "-n", "2"])
     assert result.exit_code == 1

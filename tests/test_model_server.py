@@ -19,8 +19,8 @@ import pytest
 import tensorflow as tf
 
 import tfp_realnvp
-from tfp_realnvp import FlowConfig
-from tfp_realnvp import train as train_lib
+from tfp_realnvp import FlowConfig, TrainConfig
+from tfp_realnvp import training as train_lib
 from tfp_realnvp.data import make_toy
 
 SERVER = os.environ.get("TFP_REALNVP_MODEL_SERVER") or shutil.which("tensorflow_model_server")
@@ -47,7 +47,7 @@ def rest(url: str, body: dict | None = None) -> dict:
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
     train_lib.fit(make_toy("moons", 300), root / "run", FlowConfig(num_couplings=2,
-                  hidden_units=8), train_lib.TrainConfig(epochs=2))
+                  hidden_units=8), TrainConfig(epochs=2))
     tfp_realnvp.export(root / "run", root / "models")
     grpc_port, rest_port = free_port(), free_port()
     process = subprocess.Popen(

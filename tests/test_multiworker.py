@@ -97,9 +97,12 @@ def test_resume_is_refused_with_multiworker(tmp_path):
 
 
 def test_a_strategy_made_after_tensorflow_started_says_to_make_it_first(monkeypatch):
-    from tfp_realnvp.errors import ConfigError
-    from tfp_realnvp.train import make_strategy
+    import tensorflow as tf
 
+    from tfp_realnvp.errors import ConfigError
+    from tfp_realnvp.training import make_strategy
+
+    tf.constant(1.0) + 1.0  # start TensorFlow here, whatever ran before in this process
     tf_config_value = tf_config(free_ports(1), 0)
     monkeypatch.setenv("TF_CONFIG", tf_config_value)
     with pytest.raises(ConfigError, match="must be created before any other TensorFlow op"):

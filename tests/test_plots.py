@@ -37,7 +37,7 @@ def flow_2d():
     """A 2-D flow far from the identity, with a data map fitted on moons."""
     data = make_toy("moons", 300, seed=1)
     config = FlowConfig(num_couplings=3, hidden_units=8,
-                        **tfp_realnvp.data.affine_stats(data, whiten=True))
+                        **tfp_realnvp.prepare.affine_stats(data, whiten=True))
     flow = build_flow(config)
     randomise_weights(flow, seed=2, scale=0.3)
     return flow, data

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 import tfp_realnvp
 from tfp_realnvp import FlowConfig, TrainConfig, build_flow
 from tfp_realnvp import data as data_lib
+from tfp_realnvp import prepare as prepare_lib
 from tfp_realnvp.bench import quality
 from tfp_realnvp.cli import cli
 from tfp_realnvp.scoring import per_row_nll
@@ -36,7 +37,7 @@ def gaussian_of(rows: np.ndarray) -> tfd.Distribution:
 
 def test_a_fresh_flow_is_the_full_covariance_gaussian_of_its_training_rows():
     rows = correlated_table(500)
-    stats = data_lib.affine_stats(rows, whiten=True)
+    stats = prepare_lib.affine_stats(rows, whiten=True)
     flow = build_flow(FlowConfig(event_dim=3, coupling="spline", mixing="lu", **stats))
     points = correlated_table(50, seed=1)
     np.testing.assert_allclose(flow.log_prob(points),
@@ -85,10 +86,10 @@ def test_grid_steps_find_integer_and_rounded_columns():
     table = np.stack([rng.integers(0, 17, 400),                 # pixel-like levels
                       np.round(rng.normal(5, 1, 400), 1),        # prices on a 0.1 grid
                       rng.normal(0, 1, 400)], 1)                 # continuous
-    auto = data_lib.grid_steps(table, "auto")
+    auto = prepare_lib.grid_steps(table, "auto")
     assert auto[0] == 1.0 and auto[1] == pytest.approx(0.1) and auto[2] == 0.0
-    assert data_lib.grid_steps(table, "none") is None
-    assert all(step > 0 for step in data_lib.grid_steps(table, "uniform"))
+    assert prepare_lib.grid_steps(table, "none") is None
+    assert all(step > 0 for step in prepare_lib.grid_steps(table, "uniform"))
 
 
 def test_dequantised_training_learns_cells_not_spikes(tmp_path):

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import tf_keras
 
-from tfp_realnvp import FlowConfig
+from tfp_realnvp import FlowConfig, TrainConfig
 from tfp_realnvp import schedule as schedule_lib
-from tfp_realnvp import train as train_lib
+from tfp_realnvp import training as train_lib
 from tfp_realnvp.data import make_toy
+from tfp_realnvp.training import loop as loop_lib
 
 PEAK = 5e-3
 
@@ -73,10 +74,10 @@ class FakeClock:
 
 
 def test_fit_under_a_binding_budget_ends_at_the_bottom_of_the_decay(tmp_path, monkeypatch):
-    monkeypatch.setattr(train_lib, "time", FakeClock(0.01))
+    monkeypatch.setattr(loop_lib, "time", FakeClock(0.01))
     data = make_toy("moons", 400, 0.05, seed=0)
-    config = train_lib.TrainConfig(epochs=1000, batch_size=100, learning_rate=PEAK,
-                                   patience=1000, time_budget=2.0, checkpoint_every=1000)
+    config = TrainConfig(epochs=1000, batch_size=100, learning_rate=PEAK,
+                         patience=1000, time_budget=2.0, checkpoint_every=1000)
     result = train_lib.fit(data, tmp_path / "run",
                            FlowConfig(num_couplings=2, hidden_units=8, num_hidden_layers=1),
                            config)
@@ -94,7 +95,7 @@ def test_fit_under_a_binding_budget_ends_at_the_bottom_of_the_decay(tmp_path, mo
 
 def test_segment_is_checkpointed(tmp_path):
     data = make_toy("moons", 300, 0.05, seed=0)
-    config = train_lib.TrainConfig(epochs=4, batch_size=100, checkpoint_every=1)
+    config = TrainConfig(epochs=4, batch_size=100, checkpoint_every=1)
     train_lib.fit(data, tmp_path / "run",
                   FlowConfig(num_couplings=2, hidden_units=8, num_hidden_layers=1), config)
     import tensorflow as tf

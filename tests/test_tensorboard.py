@@ -10,8 +10,8 @@ from tensorflow.core.util import event_pb2
 
 import tfp_realnvp
 from tfp_realnvp import FlowConfig, TrainConfig
-from tfp_realnvp import data as data_lib
-from tfp_realnvp import train as train_lib
+from tfp_realnvp import prepare as prepare_lib
+from tfp_realnvp import training as train_lib
 from tfp_realnvp.data import make_toy
 
 TINY = {"epochs": 3, "ensemble_size": 1, "hidden_units": 8, "num_couplings": 2,
@@ -83,16 +83,16 @@ def test_gradient_norm_is_the_norm_of_the_whole_batch_gradient(strategy):
     gradient of the mean NLL over every training row (under MirroredStrategy's two
     replicas too: the gradient summed over replicas, not one replica's)."""
     data = make_toy("moons", 200, seed=1)
-    splits = [data_lib.train_validation_split(data, 0.1, 0)]
     flow_config = FlowConfig(num_couplings=2, hidden_units=8,
-                             **data_lib.affine_stats(data, whiten=True))
+                             **prepare_lib.affine_stats(data, whiten=True))
     train_config = TrainConfig(epochs=1, batch_size=1000, schedule="constant")
-    trainer = train_lib.Trainer(flow_config, train_config, splits,
+    prepared = prepare_lib.prepare(data, None, flow_config, train_config)
+    trainer = train_lib.Trainer(flow_config, train_config, prepared,
                                 train_lib.make_strategy(strategy))
     assert trainer.steps_per_epoch == 1
     assert trainer.strategy.num_replicas_in_sync == (2 if strategy == "mirrored" else 1)
     randomise_weights(trainer.flow, seed=3, scale=0.3)
-    rows = tf.constant(splits[0][0])
+    rows = tf.constant(prepared.members[0].train_events)
     with tf.GradientTape() as tape:
         loss = -tf.reduce_mean(trainer.flow.log_prob(rows))
     expected = float(tf.linalg.global_norm(tape.gradient(loss, trainer.variables)))

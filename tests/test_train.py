@@ -7,19 +7,19 @@ import pytest
 import tensorflow as tf
 
 import tfp_realnvp
-from tfp_realnvp import FlowConfig, build_flow
-from tfp_realnvp import data as data_lib
-from tfp_realnvp import train as train_lib
+from tfp_realnvp import FlowConfig, TrainConfig, build_flow
+from tfp_realnvp import prepare as prepare_lib
+from tfp_realnvp import training as train_lib
 from tfp_realnvp.data import DataError, make_toy
 from tfp_realnvp.scoring import mean_nll
 
 SMALL_FLOW = FlowConfig(num_couplings=4, hidden_units=32, num_hidden_layers=2)
 
 
-def small_train(**changes) -> train_lib.TrainConfig:
+def small_train(**changes) -> TrainConfig:
     values = dict(epochs=6, batch_size=64, learning_rate=5e-3, patience=50, checkpoint_every=2)
     values.update(changes)
-    return train_lib.TrainConfig(**values)
+    return TrainConfig(**values)
 
 
 def test_end_to_end_training_lowers_held_out_nll(tmp_path):
@@ -48,7 +48,7 @@ def test_run_directory_reloads_the_best_weights(tmp_path):
     reloaded = tfp_realnvp.load(tmp_path / "run")
     x = tf.constant(data[:50])
     np.testing.assert_array_equal(reloaded.log_prob(x), result.flow.log_prob(x))
-    _, validation = data_lib.train_validation_split(data, 0.1, 0)
+    _, validation = prepare_lib.train_validation_split(data, 0.1, 0)
     assert mean_nll(reloaded, validation) == pytest.approx(
         result.metrics["best_validation_nll"], abs=1e-5)
 
@@ -139,9 +139,9 @@ def test_bad_data_writes_nothing(tmp_path):
 
 def test_train_config_is_checked():
     with pytest.raises(ValueError, match="'schedule' must be one of \\('cosine', 'constant'\\)"):
-        train_lib.TrainConfig(schedule="linear")
+        TrainConfig(schedule="linear")
     with pytest.raises(ValueError, match="'validation_fraction' must be in \\(0, 1\\); got 1.5"):
-        train_lib.TrainConfig(validation_fraction=1.5)
+        TrainConfig(validation_fraction=1.5)
 
 
 @pytest.mark.parametrize("config", [SMALL_FLOW, FlowConfig(
@@ -162,9 +162,10 @@ def test_each_member_is_validated_on_its_own_fold_only():
     rows, the padding that evens the folds out counts for nothing."""
     rng = np.random.default_rng(0)
     folds = [rng.standard_normal((n, 2)).astype(np.float32) for n in (10, 11, 13)]
-    splits = [(rng.standard_normal((40, 2)).astype(np.float32), fold) for fold in folds]
+    prepared = prepare_lib.PreparedData(tuple(prepare_lib.MemberData(
+        rng.standard_normal((40, 2)).astype(np.float32), fold) for fold in folds))
     config = SMALL_FLOW.replace(event_dim=2, ensemble_size=3)
-    trainer = train_lib.Trainer(config, small_train(), splits, train_lib.make_strategy())
+    trainer = train_lib.Trainer(config, small_train(), prepared, train_lib.make_strategy())
     randomise = np.random.default_rng(1)
     for variable in trainer.variables:
         variable.assign(0.3 * randomise.standard_normal(variable.shape).astype(np.float32))

@@ -24,15 +24,15 @@ _EXPORTS = {
     "surrogate_posterior": "flow",
     "export": "serving",
     "load": "rundir",
-    "fit": "train",
-    "resume": "train",
+    "fit": "training",
+    "resume": "training",
     "TfpRealnvpError": "errors",
     "DataError": "errors",
     "ConfigError": "errors",
 }
 _SUBMODULES = ("auto", "bench", "cli", "config", "coupling", "data", "ensemble", "errors", "flow",
-               "info", "mixing", "networks", "plots", "rundir", "sampling", "scoring", "serving",
-               "summaries", "train")
+               "info", "mixing", "networks", "plots", "prepare", "rundir", "sampling", "scoring",
+               "serving", "summaries", "training")
 
 __all__ = ["AffineCoupling", "ConfigError", "DataError", "FlowConfig", "TfpRealnvpError",
            "TrainConfig", "bijector_kwargs", "build_flow", "context_kwargs", "couplings",
@@ -52,7 +52,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does th
     )
     from tfp_realnvp.rundir import load
     from tfp_realnvp.serving import export
-    from tfp_realnvp.train import fit, resume
+    from tfp_realnvp.training import fit, resume
 
 
 def __getattr__(name: str) -> Any:

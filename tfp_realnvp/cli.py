@@ -66,7 +66,7 @@ def start_tensorflow(strategy: str | None = None) -> Any:
     MultiWorkerMirroredStrategy to exist before any other op runs in the process.
     """
     if "tensorflow" in sys.modules:
-        return None if strategy is None else tfp_realnvp.train.make_strategy(strategy)
+        return None if strategy is None else tfp_realnvp.training.make_strategy(strategy)
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -74,7 +74,7 @@ def start_tensorflow(strategy: str | None = None) -> Any:
         os.dup2(devnull, 2)
         import tensorflow as tf
 
-        made = None if strategy is None else tfp_realnvp.train.make_strategy(strategy)
+        made = None if strategy is None else tfp_realnvp.training.make_strategy(strategy)
         tf.config.list_logical_devices()
     finally:
         os.dup2(saved, 2)
@@ -296,8 +296,7 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
                              "seed": seed}
             given = {k: v for k, v in options.items() if v is not None}
             run_dir = run_dir or _default_run_dir(Path(data_info["source"]).stem)
-            epochs = given.get("epochs") or tfp_realnvp.auto.choose(*data.shape).train.epochs
-            with _progress(epochs, quiet) as on_epoch:
+            with _progress(given.get("epochs"), quiet) as on_epoch:
                 result = tfp_realnvp.fit(data, run_dir, data_info=data_info,
                                          strategy=distribution, on_epoch=on_epoch,
                                          context=context, tensorboard=tensorboard,
@@ -417,10 +416,14 @@ def _recorded_data(info: dict[str, Any]):
 
 
 @contextlib.contextmanager
-def _progress(epochs: int, quiet: bool):
-    with click.progressbar(length=epochs, label="training", show_pos=True, hidden=quiet,
-                           item_show_func=lambda m: m) as bar:
+def _progress(epochs: int | None, quiet: bool):
+    """A progress bar over the epochs; `epochs` None (chosen by `fit`): its length comes
+    with the first epoch's record (`planned_epochs`)."""
+    unsized = None if epochs is not None else (item for item in ())  # no length known yet
+    with click.progressbar(unsized, length=epochs, label="training", show_pos=True,
+                           hidden=quiet, item_show_func=lambda m: m) as bar:
         def on_epoch(record) -> None:
+            bar.length = record.planned_epochs or bar.length
             bar.update(record.epoch - bar.pos, f"nll {record.train_nll:.3f} "
                                                f"val {record.validation_nll:.3f}")
 

@@ -20,19 +20,22 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-if TYPE_CHECKING:
-    from tfp_realnvp.train import EpochMetrics, Trainer
-
 TENSORBOARD_DIR = "tensorboard"
 IMAGES_PER_RUN = 10  # a samples image every epochs // 10 epochs (and one of the best model)
+# tag -> the key of an epoch's figures (a row of metrics.json's history)
+SCALARS = {"nll/train": "train_nll",
+           "nll/validation": "validation_nll",
+           "optimizer/learning_rate": "learning_rate",
+           "optimizer/gradient_norm": "gradient_norm",
+           "speed/steps_per_second": "steps_per_second"}
 
 
 def _metadata(plugin: str) -> summary_pb2.SummaryMetadata:
@@ -56,56 +59,56 @@ def write_png(tag: str, png: bytes, width: int, height: int, step: int) -> None:
 
 
 class TensorBoardWriter:
-    """Writes one run's per-epoch scalars and, for 2-D data, samples images.
+    """Writes one run's per-epoch scalars and, for an unconditional flow of 2-D events
+    (`event_dim == 2`, `context_dim == 0`: the picture draws p(x), which a conditional
+    flow only has given a context), samples images.
 
-    Used by `train._train` around the epoch loop: `write_epoch` after every epoch (its
+    Used around the epoch loop (`training.loop`): `write_epoch` after every epoch (its
     step is the epoch number, so a resumed run continues the curves), `write_final` once
-    the best weights are back. The flow is the trainer's live one: images during training
-    show the weights of that epoch, `samples/best_model` the weights kept.
+    the best weights are back. `flow` is the live flow: images during training show the
+    weights of that epoch, `samples/best_model` the weights kept. `rows` are training
+    events `[N, event_dim]` drawn beside the samples; `epochs` the epochs planned.
     """
 
-    def __init__(self, logdir: str | Path, trainer: Trainer, image_every: int | None = None,
+    def __init__(self, logdir: str | Path, flow: Any, event_dim: int, rows: np.ndarray,
+                 epochs: int, context_dim: int = 0, image_every: int | None = None,
                  num_samples: int = 1000) -> None:
         self.logdir = Path(logdir)
-        self.trainer = trainer
-        self.rows = trainer.splits[0][0]  # member 0's training rows, drawn beside samples
-        self.dim = self.rows.shape[1]
-        self.image_every = image_every or max(1, trainer.train_config.epochs // IMAGES_PER_RUN)
+        self.flow = flow
+        self.rows = rows
+        self.pictures = event_dim == 2 and not context_dim
+        self.image_every = image_every or max(1, epochs // IMAGES_PER_RUN)
         self.num_samples = num_samples
         self._writer = tf.summary.create_file_writer(str(self.logdir))
 
-    def write_epoch(self, record: EpochMetrics) -> None:
-        """The epoch's scalars (those `record` has), and an image every `image_every`."""
+    def write_epoch(self, figures: Mapping[str, Any],
+                    initial_validation_nll: float | None = None) -> None:
+        """An epoch's scalars (`figures`: its history row, those of `SCALARS` it holds,
+        step `figures["epoch"]`), the initial validation NLL at step 0 when given, and an
+        image every `image_every` epochs."""
+        epoch = int(figures["epoch"])
         with self._writer.as_default():
-            if record.epoch == 1:
-                initial = float(np.mean(self.trainer.state.initial_validation_nll.numpy()))
-                write_scalar("nll/validation", initial, 0)
-            scalars = {"nll/train": record.train_nll,
-                       "nll/validation": record.validation_nll,
-                       "optimizer/learning_rate": record.learning_rate,
-                       "optimizer/gradient_norm": record.gradient_norm,
-                       "speed/steps_per_second": record.steps_per_second}
-            for tag, value in scalars.items():
-                if value is not None:
-                    write_scalar(tag, value, record.epoch)
-            if self.dim == 2 and record.epoch % self.image_every == 0:
-                self._write_samples("samples/training", record.epoch,
-                                    f"weights of epoch {record.epoch}")
+            if initial_validation_nll is not None:
+                write_scalar("nll/validation", initial_validation_nll, 0)
+            for tag, key in SCALARS.items():
+                if figures.get(key) is not None:
+                    write_scalar(tag, figures[key], epoch)
+            if self.pictures and epoch % self.image_every == 0:
+                self._write_samples("samples/training", epoch, f"weights of epoch {epoch}")
         self._writer.flush()
 
-    def write_final(self, epoch: int) -> None:
+    def write_final(self, epoch: int, best_epoch: int) -> None:
         """The image of the kept (best) weights, at the last epoch's step."""
-        if self.dim == 2:
-            best = int(self.trainer.state.best_epoch.numpy().max())
+        if self.pictures:
             with self._writer.as_default():
                 self._write_samples("samples/best_model", epoch,
-                                    f"kept weights (best epoch {best})")
+                                    f"kept weights (best epoch {best_epoch})")
         self._writer.flush()
 
     def _write_samples(self, tag: str, step: int, title: str) -> None:
         from tfp_realnvp.plots import DPI, samples_figure
 
-        figure = samples_figure(self.trainer.flow, self.rows, self.num_samples, title=title)
+        figure = samples_figure(self.flow, self.rows, self.num_samples, title=title)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=DPI)
         width, height = (int(round(v * DPI)) for v in figure.get_size_inches())
@@ -116,21 +119,22 @@ class TensorBoardWriter:
 
 
 @contextlib.contextmanager
-def tensorboard_writer(run_path: Path, trainer: Trainer,
-                       enabled: bool | None) -> Iterator[TensorBoardWriter | None]:
+def tensorboard_writer(run_path: str | Path, enabled: bool | None, flow: Any, event_dim: int,
+                       rows: np.ndarray, epochs: int, context_dim: int = 0,
+                       writes: bool = True) -> Iterator[TensorBoardWriter | None]:
     """A writer into `run_path/tensorboard` while the block runs, or None.
 
     `enabled=None` (a resumed run not told either way) continues a run that already has
-    event files. Only the worker that saves summaries writes (all but one worker of a
-    multi-worker strategy do not).
+    event files. `writes=False` (a process that does not save summaries: all but one
+    worker of a multi-worker strategy) gives None. The other arguments are the writer's.
     """
     logdir = Path(run_path) / TENSORBOARD_DIR
     if enabled is None:
         enabled = logdir.is_dir()
-    if not enabled or not getattr(trainer.strategy.extended, "should_save_summary", True):
+    if not enabled or not writes:
         yield None
         return
-    writer = TensorBoardWriter(logdir, trainer)
+    writer = TensorBoardWriter(logdir, flow, event_dim, rows, epochs, context_dim)
     try:
         yield writer
     finally:

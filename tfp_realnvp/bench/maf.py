@@ -13,7 +13,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
-from tfp_realnvp import data as data_lib
+from tfp_realnvp import prepare as prepare_lib
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -38,7 +38,7 @@ def fit_maf(train: np.ndarray, seed: int = 0, max_epochs: int = 500, patience: i
             batch_size: int = 256) -> tuple[tfd.Distribution, int]:
     """Trains a MAF on `train`; returns it (best validation weights) and the best epoch."""
     tf_keras.utils.set_random_seed(seed)
-    fit_rows, validation = data_lib.train_validation_split(train, 0.1, seed)
+    fit_rows, validation = prepare_lib.train_validation_split(train, 0.1, seed)
     mean, std = fit_rows.mean(0), fit_rows.std(0) + 1e-6
     flow = build_maf(train.shape[1], mean, std)
     flow.log_prob(fit_rows[:1])  # builds the MADE networks' variables

@@ -30,6 +30,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import KernelDensity
 
 from tfp_realnvp import data as data_lib
+from tfp_realnvp import prepare as prepare_lib
 from tfp_realnvp.config import QUALITY_METHODS as METHODS
 from tfp_realnvp.config import QUALITY_TABLES as TABLES
 from tfp_realnvp.errors import ConfigError
@@ -69,7 +70,7 @@ def load_table(name: str, seed: int = 0) -> Table:
 
 
 def _validation_split(train: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    return data_lib.train_validation_split(train, 0.2, seed)
+    return prepare_lib.train_validation_split(train, 0.2, seed)
 
 
 def gaussian_nll(train: np.ndarray, test: np.ndarray, seed: int, **_: Any):

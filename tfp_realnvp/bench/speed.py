@@ -504,7 +504,7 @@ def default_fit_time_to_quality(options: SpeedOptions) -> dict[str, Any]:
     """The default `fit` on two moons, scored on fresh points after every epoch (scoring
     time excluded from the clock, and from the fit's own time budget)."""
     from tfp_realnvp import data as data_lib
-    from tfp_realnvp.train import fit
+    from tfp_realnvp.training import fit
 
     seed = options.quality_seed
     rows = data_lib.make_toy("moons", options.quality_points, 0.05, seed)

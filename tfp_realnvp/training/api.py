@@ -1,0 +1,215 @@
+"""The public entry points: `fit` starts a run, `resume` continues one from its checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tfp_realnvp import auto
+from tfp_realnvp import data as data_lib
+from tfp_realnvp import prepare as prepare_lib
+from tfp_realnvp.config import FlowConfig, TrainConfig, settings
+from tfp_realnvp.errors import ConfigError, DataError
+from tfp_realnvp.rundir import RunConfig, RunDir
+from tfp_realnvp.training.distribute import is_chief, make_strategy, worker_run_dir
+from tfp_realnvp.training.loop import train
+from tfp_realnvp.training.records import EpochMetrics, FitResult
+from tfp_realnvp.training.trainer import Trainer
+
+# FlowConfig fields that record where a table's columns went (set by the CLI).
+LAYOUT_FIELDS = ("event_columns", "context_columns", "column_names")
+
+
+def fit(
+    data: np.ndarray,
+    run_dir: str | Path,
+    flow_config: FlowConfig | None = None,
+    train_config: TrainConfig | None = None,
+    data_info: dict[str, Any] | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    settings: dict[str, Any] | None = None,
+    tensorboard: bool = False,
+    context: np.ndarray | None = None,
+) -> FitResult:
+    """Trains a new flow on the rows of `data` and leaves a complete run directory.
+
+    With `context` (`[N, C]`, row i the context of data row i) the flow models
+    `p(x | c)`: the context travels with its row through the split, the folds and every
+    batch, and the flow standardises it itself (`context_shift`/`context_scale` in the
+    config: the training context's column means and standard deviations), so `log_prob`,
+    `sample`, the export's signatures and `load` all take raw context values.
+
+    The flow config's `event_dim` and data map (the training rows' Gaussian) are set from
+    the data. Training stops after `epochs`, after `time_budget` seconds, or when the
+    validation NLL has not improved for `patience` epochs; the best weights are kept in
+    `run_dir/model`. A config left out is chosen from the table's shape by `auto.choose`
+    (recorded in config.json with its reasons); `on_epoch` sees the epochs planned in
+    `EpochMetrics.planned_epochs`.
+
+    Args:
+      data: `[N, D]` rows (validated here: finite, at least 2 columns).
+      run_dir: a new or empty folder for the run (RunExistsError otherwise).
+      flow_config: the architecture (default: `auto.choose`); data fields are filled in.
+      train_config: the optimisation settings (default: `auto.choose`).
+      data_info: where the data came from, recorded in config.json (used by resume).
+      strategy: a `tf.distribute` strategy (default: the current one).
+      on_epoch: called after every epoch with its `EpochMetrics`.
+      settings: `FlowConfig`/`TrainConfig` field values that override the configs (given
+        or chosen), e.g. the options a user typed.
+      tensorboard: also write TensorBoard summaries into `run_dir/tensorboard` (see
+        `summaries.py`).
+      context: `[N, C]` raw context values aligned with `data`'s rows (validated here:
+        finite, 2-D, one row per data row), or None for an unconditional flow.
+    """
+    data = data_lib.validate_array(data)
+    prepare_lib.check_trainable(data, (data_info or {}).get("source", "data"))
+    if context is not None:
+        context = data_lib.validate_context(context, num_rows=len(data))
+    chosen = auto.choose(*data.shape)
+    settings = dict(settings or {})
+    # Column bookkeeping is checked against the widths once they are set from the data.
+    layout = {k: settings.pop(k) for k in LAYOUT_FIELDS if k in settings}
+    auto_record = {"rows": data.shape[0], "dim": data.shape[1],
+                   "context_dim": 0 if context is None else context.shape[1],
+                   "chosen": [name for name, config in (("flow", flow_config),
+                                                        ("train", train_config))
+                              if config is None],
+                   "given": sorted(settings), "reasons": chosen.reasons}
+    flow_config, train_config = _apply_settings(flow_config or chosen.flow,
+                                                 train_config or chosen.train, settings)
+    context_dim = _context_dim(flow_config, context)
+    prepared = prepare_lib.prepare(data, context, flow_config, train_config)
+    flow_config = flow_config.replace(event_dim=data.shape[1], context_dim=context_dim,
+                                      **layout, **prepared.data_map, **prepared.context_map)
+    train_config = train_config.replace(dequantize_steps=prepared.dequantize_steps)
+    strategy = strategy or make_strategy()
+    with worker_run_dir(run_dir, strategy) as own_dir:
+        run = RunDir(own_dir)
+        run.create()
+        run.write_config(RunConfig(flow_config, train_config, {
+            **(data_info or {}), **prepared.hashes,
+            "num_train": prepared.num_train,
+            "num_validation": prepared.num_validation}, auto_record))
+        trainer = Trainer(flow_config, train_config, prepared, strategy)
+        trainer.set_fold_maps()
+        result = train(trainer, run, on_epoch, history=[], tensorboard=tensorboard)
+    return dataclasses.replace(result, run_dir=Path(run_dir), chief=is_chief(strategy))
+
+
+def _context_dim(flow_config: FlowConfig, context: np.ndarray | None) -> int:
+    """The context width `fit` trains with; ConfigError when a config asks for another."""
+    width = 0 if context is None else context.shape[1]
+    if flow_config.context_dim and flow_config.context_dim != width:
+        got = "no context" if context is None else f"a context of {width} column(s)"
+        raise ConfigError(
+            f"The flow config has context_dim={flow_config.context_dim} but fit got {got}; "
+            "pass context= with that many columns (one row per data row), or leave "
+            "context_dim unset.")
+    return width
+
+
+def _apply_settings(flow_config: FlowConfig, train_config: TrainConfig,
+                    settings: dict[str, Any]) -> tuple[FlowConfig, TrainConfig]:
+    """The configs with `settings` (field name -> value) applied; ConfigError for a name
+    that is a field of neither."""
+    flow_names = {f.name for f in dataclasses.fields(FlowConfig)}
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(settings) - flow_names - train_names)
+    if unknown:
+        raise ConfigError(f"Unknown settings {unknown}; known: {sorted(flow_names | train_names)}.")
+    return (flow_config.replace(**{k: v for k, v in settings.items() if k in flow_names}),
+            train_config.replace(**{k: v for k, v in settings.items() if k in train_names}))
+
+
+def resume(
+    run_dir: str | Path,
+    data: np.ndarray,
+    strategy: tf.distribute.Strategy | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    tensorboard: bool | None = None,
+    context: np.ndarray | None = None,
+    **changes: Any,
+) -> FitResult:
+    """Continues a run from its latest checkpoint, on the same data.
+
+    `changes` may set the `TrainConfig` fields marked resumable (`epochs`, `patience`,
+    `checkpoint_every`); they are recorded in the run's config.json. A change of any other
+    `FlowConfig` or `TrainConfig` field is refused with ConfigError (repeating the value the
+    run already has is fine): the architecture and the optimisation of a run are fixed.
+
+    Args:
+      run_dir: a run directory written by `fit`.
+      data: the rows the run was trained on (the same split is taken again).
+      strategy: a `tf.distribute` strategy (default: the current one).
+      on_epoch: called after every epoch with its `EpochMetrics`.
+      tensorboard: write TensorBoard summaries (steps continue the run's epochs); None:
+        only if the run already has them.
+      context: a conditional run's context, the rows it was trained with (checked).
+      **changes: config fields to set; only resumable ones may differ from the run's.
+    """
+    run = RunDir(run_dir)
+    stored = run.read_config()
+    train_config = stored.train.replace(**_resumable_changes(stored, changes))
+    if train_config != stored.train:
+        run.write_config(dataclasses.replace(stored, train=train_config))
+    data = data_lib.validate_array(data, expected_width=stored.flow.event_dim)
+    context = _resume_context(run, stored, context, len(data))
+    hashes = prepare_lib.content_hashes(data, context)
+    for key, what in (("sha256", "data"), ("context_sha256", "context")):
+        _check_hash(run, stored, hashes.get(key), key, what)
+    # The run's own configs: the same splits; its data map is the stored one.
+    prepared = prepare_lib.prepare(data, context, stored.flow, train_config, hashes)
+    trainer = Trainer(stored.flow, train_config, prepared, strategy or make_strategy())
+    manager = trainer.checkpoint_manager(run)
+    history: list[dict[str, Any]] = []
+    if manager.latest_checkpoint:
+        trainer.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+        history = run.read_metrics().get("history", [])[: int(trainer.state.epoch.numpy())]
+    return train(trainer, run, on_epoch, history, tensorboard)
+
+
+def _resume_context(run: RunDir, stored: RunConfig, context: np.ndarray | None,
+                    num_rows: int) -> np.ndarray | None:
+    """The validated context of a resumed run; DataError when a conditional run gets none
+    or an unconditional one gets one."""
+    width = stored.flow.context_dim
+    if not width:
+        if context is not None:
+            raise DataError(f"{run.path} is an unconditional run; resume it without a context.")
+        return None
+    if context is None:
+        raise DataError(f"{run.path} is conditional ({width} context column(s)); resume it with "
+                        "the context it was trained with (context=).")
+    return data_lib.validate_context(context, num_rows=num_rows, width=width)
+
+
+def _check_hash(run: RunDir, stored: RunConfig, got: str | None, key: str, what: str) -> None:
+    """DataError when the run recorded a hash under `key` and `got` differs from it."""
+    recorded = stored.data.get(key)
+    if recorded is not None and got is not None and got != recorded:
+        raise DataError(
+            f"{run.path} was trained on {stored.data.get('source', 'other data')} "
+            f"({what} sha256 {recorded[:12]}...); the {what} given differs (sha256 "
+            f"{got[:12]}...). Resume with the run's own {what}.")
+
+
+def _resumable_changes(stored: RunConfig, changes: dict[str, Any]) -> dict[str, Any]:
+    """The `TrainConfig` changes a resumed run may take; ConfigError names any other."""
+    resumable = {field.name for field, rule in settings(TrainConfig) if rule.resumable}
+    current = {**stored.flow.to_dict(), **stored.train.to_dict()}
+    unknown = sorted(set(changes) - set(current))
+    if unknown:
+        raise ConfigError(f"Unknown settings {unknown}; known: {sorted(current)}.")
+    fixed = sorted(k for k, v in changes.items() if k not in resumable and v != current[k])
+    if fixed:
+        raise ConfigError(
+            f"A resumed run keeps its architecture and optimisation; cannot change {fixed} "
+            f"(the run has {', '.join(f'{k}={current[k]!r}' for k in fixed)}). Only "
+            f"{sorted(resumable)} may change; start a new run for the rest.")
+    return {k: v for k, v in changes.items() if k in resumable}
