@@ -9,7 +9,7 @@ import tensorflow_probability as tfp
 from conftest import randomise_weights
 
 from tfp_realnvp import AffineCoupling, FlowConfig, build_flow, context_kwargs
-from tfp_realnvp.coupling import OneHotSpline, SplineCoupling
+from tfp_realnvp.bijectors.spline import OneHotSpline, SplineCoupling
 from tfp_realnvp.networks import make_conditioner
 
 tfb = tfp.bijectors

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tfp_realnvp import FlowConfig
-from tfp_realnvp.mixing import permutation_indices
+from tfp_realnvp.bijectors.mixing import permutation_indices
 
 
 def test_random_permutations_are_seeded_and_never_identity():

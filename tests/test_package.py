@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import tfp_realnvp
-from tfp_realnvp import coupling
+from tfp_realnvp.bijectors import coupling
 from tfp_realnvp.cli import cli
 from tfp_realnvp.config import (
     ACTIVATIONS,

@@ -31,8 +31,8 @@ import tf_keras
 from tfp_realnvp import auto
 from tfp_realnvp import data as data_lib
 from tfp_realnvp import schedule as schedule_lib
+from tfp_realnvp.bijectors.ensemble import FoldAffine, stacked_flow
 from tfp_realnvp.config import STRATEGIES, FlowConfig, TrainConfig, settings
-from tfp_realnvp.ensemble import FoldAffine, stacked_flow
 from tfp_realnvp.errors import (
     ConfigError,
     DataError,
