@@ -13,22 +13,23 @@ import time
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_realnvp import coupling
-from tfp_realnvp.bench import speed
+from tfp_realnvp.bench.subjects import default_config, flow_subject, training_table
+from tfp_realnvp.bench.timing import best_seconds, training_loop
+from tfp_realnvp.bijectors import spline
 
 
 def measure(label: str, steps: int) -> None:
-    config, jit = speed.default_config(2)
-    subject = speed.flow_subject(label, config, jit)
-    table = speed._table(2)
-    run = speed.training_loop(subject, table, 256)
+    config, jit = default_config(2)
+    subject = flow_subject(label, config, jit)
+    table = training_table(2)
+    run = training_loop(subject, table, 256)
     tick = time.perf_counter()
     graph = run.loss_and_grads.get_concrete_function(table[:256]).graph
     trace = time.perf_counter() - tick
     tick = time.perf_counter()
     run(tf.constant(2)).numpy()
     first = time.perf_counter() - tick
-    seconds = min(speed._best_seconds(lambda: run(tf.constant(steps)).numpy(), 1)
+    seconds = min(best_seconds(lambda: run(tf.constant(steps)).numpy(), 1)
                   for _ in range(3))
     print(f"{label}: {len(graph.get_operations())} ops, trace {trace:.1f} s, first call "
           f"(trace + compile) {first:.1f} s, {steps / seconds:.1f} steps/s", flush=True)
@@ -38,12 +39,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=100)
     steps = parser.parse_args().steps
-    one_hot = coupling.OneHotSpline
+    one_hot = spline.OneHotSpline
     for _ in range(2):
-        coupling.OneHotSpline = one_hot
+        spline.OneHotSpline = one_hot
         measure("one-hot spline", steps)
         # TFP's own bijector; the coupling's fused forward falls back to TFP's methods.
-        coupling.OneHotSpline = type("TfpSpline", (tfp.bijectors.RationalQuadraticSpline,), {
+        spline.OneHotSpline = type("TfpSpline", (tfp.bijectors.RationalQuadraticSpline,), {
             "forward_and_log_det": lambda self, x: (
                 self.forward(x), self.forward_log_det_jacobian(x, 0)),
             "inverse_and_log_det": lambda self, y: (

@@ -35,7 +35,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 import tfp_realnvp  # noqa: E402
-from tfp_realnvp.ensemble import num_members  # noqa: E402
+from tfp_realnvp.bijectors.ensemble import num_members  # noqa: E402
 from tfp_realnvp.scoring import per_row_nll  # noqa: E402
 
 KINDS = ("swapped", "shifted")

@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfp_realnvp import FlowConfig, bijector_kwargs, build_flow, context_kwargs  # noqa: E402
-from tfp_realnvp.ensemble import FoldAffine, stacked_flow  # noqa: E402
+from tfp_realnvp.bijectors.ensemble import FoldAffine, stacked_flow  # noqa: E402
 
 # Must happen before TensorFlow initialises its devices: the MirroredStrategy tests need
 # two replicas, and a CI machine has one physical CPU device.

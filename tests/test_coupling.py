@@ -9,7 +9,7 @@ import tensorflow_probability as tfp
 from conftest import randomise_weights
 
 from tfp_realnvp import AffineCoupling, FlowConfig, build_flow, context_kwargs
-from tfp_realnvp.coupling import OneHotSpline, SplineCoupling
+from tfp_realnvp.bijectors.spline import OneHotSpline, SplineCoupling
 from tfp_realnvp.networks import make_conditioner
 
 tfb = tfp.bijectors
@@ -144,3 +144,21 @@ def test_spline_inverse_is_differentiable_at_the_knots():
     expected = tf.exp(-spline.forward_log_det_jacobian(x, event_ndims=0))
     np.testing.assert_allclose(slope, expected, rtol=1e-5)
     np.testing.assert_allclose(x[:, :3], [[-3.5, -2.0, 0.0]], atol=1e-6)
+
+
+@pytest.mark.parametrize("config, per_dim", [
+    (FlowConfig(event_dim=5), 2),
+    (FlowConfig(event_dim=5, coupling="spline", spline_bins=5), 14),
+])
+def test_each_coupling_kind_gives_its_conditioners_widths(config, per_dim):
+    """One rule per kind: the network `make_coupling` builds has the widths the class
+    states, and the coupling reshapes its output with the same count."""
+    from tfp_realnvp.flow import COUPLING_KINDS, make_coupling
+
+    kind = COUPLING_KINDS[config.coupling]
+    assert kind.conditioner_inputs(2, 3) == 5
+    assert kind.conditioner_outputs(3, config) == 3 * per_dim
+    coupling = make_coupling(config, layer=0)
+    assert type(coupling) is kind and coupling.params_per_dim == per_dim
+    assert coupling.conditioner.input_shape == (None, 2)
+    assert coupling.conditioner.output_shape == (None, 3 * per_dim)

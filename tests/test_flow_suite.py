@@ -19,7 +19,7 @@ from serving_checks import (
 
 import tfp_realnvp
 from tfp_realnvp import FlowConfig, build_flow, context_kwargs
-from tfp_realnvp.ensemble import num_members, stacked_flow
+from tfp_realnvp.bijectors.ensemble import num_members, stacked_flow
 from tfp_realnvp.rundir import restore_weights
 
 NAMES = list(FLOW_SUITE)

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import tfp_realnvp
-from tfp_realnvp import coupling
+from tfp_realnvp.bijectors import coupling
 from tfp_realnvp.cli import cli
 from tfp_realnvp.config import (
     ACTIVATIONS,
@@ -119,3 +119,24 @@ def test_configs_are_frozen_plain_data():
         config.num_couplings = 3
     assert FlowConfig.from_json(config.to_json()) == config
     assert TrainConfig.from_dict(TrainConfig(epochs=5).to_dict()).epochs == 5
+
+
+def test_bijectors_live_in_their_own_package():
+    bijectors = importlib.import_module("tfp_realnvp.bijectors")
+    for name in bijectors.__all__:
+        assert getattr(bijectors, name).__module__.startswith("tfp_realnvp.bijectors.")
+    assert tfp_realnvp.AffineCoupling is bijectors.AffineCoupling
+    package = os.path.dirname(tfp_realnvp.__file__)
+    for old in ("coupling", "mixing", "ensemble"):  # moved, no shims left behind
+        assert not os.path.exists(os.path.join(package, f"{old}.py"))
+        assert old not in tfp_realnvp._SUBMODULES
+
+
+def test_speed_report_and_options_need_no_tensorflow():
+    got = fresh_python("""
+import json, sys
+from tfp_realnvp.bench.options import SpeedOptions
+from tfp_realnvp.bench.report import format_report, ratios
+print(json.dumps({"tf": "tensorflow" in sys.modules, "dim": SpeedOptions().dim}))
+""")
+    assert got == {"tf": False, "dim": 2}

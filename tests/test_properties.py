@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from tfp_realnvp.coupling import AffineCoupling, SplineCoupling
+from tfp_realnvp.bijectors import AffineCoupling, SplineCoupling
 from tfp_realnvp.networks import make_conditioner
 
 # Keras' initialisers touch the `random` module while a network is built inside a strategy;

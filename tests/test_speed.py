@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 import tfp_realnvp
 from tfp_realnvp import FlowConfig, auto, build_flow
-from tfp_realnvp.bench import bigtable, speed
+from tfp_realnvp.bench import bigtable, profile, speed, time_to_quality
+from tfp_realnvp.bench import report as speed_report
 from tfp_realnvp.bench.notebook import NotebookRealNVP
 from tfp_realnvp.cli import cli as main
 from tfp_realnvp.sampling import sample_flow, stateless_seed
@@ -65,7 +66,7 @@ def test_bench_speed_json_has_every_figure(report):
 def test_ratios_are_the_measured_figures_divided(report):
     result, _ = report
     records = {r["name"]: r for r in result["throughput"]}
-    for field in speed.RATIO_FIELDS:
+    for field in speed_report.RATIO_FIELDS:
         assert result["ratios"]["flow / tfp_realnvp"][field] == pytest.approx(
             records["flow"][field] / records["tfp_realnvp"][field])
         best = max(records["flow"][field], records["flow_xla"][field])
@@ -81,7 +82,7 @@ def test_text_report_and_bad_options():
                 "sample_per_s": 2.0},
                {"name": "tfp_realnvp", "train_steps_per_s": 10.0, "log_prob_points_per_s": 4.0,
                 "sample_per_s": 4.0}]
-    assert speed.ratios(records) == {"flow / tfp_realnvp": {
+    assert speed_report.ratios(records) == {"flow / tfp_realnvp": {
         "train_steps_per_s": 3.0, "log_prob_points_per_s": 2.0, "sample_per_s": 0.5},
         "best flow / best tfp_realnvp": {
         "train_steps_per_s": 3.0, "log_prob_points_per_s": 2.0, "sample_per_s": 0.5}}
@@ -96,16 +97,16 @@ def test_text_report_and_bad_options():
 def test_matmul_flops_counts_matmul_and_einsum():
     a, b = tf.ones([8, 5]), tf.ones([5, 3])
     graph = tf.function(lambda a, b: tf.matmul(a, b)).get_concrete_function(a, b).graph
-    assert speed.matmul_flops(graph) == 2 * 8 * 5 * 3
+    assert profile.matmul_flops(graph) == 2 * 8 * 5 * 3
     x, w = tf.ones([8, 2, 5]), tf.ones([2, 5, 3])
     graph = tf.function(lambda x, w: tf.einsum("nmi,mio->nmo", x, w)).get_concrete_function(
         x, w).graph
-    assert speed.matmul_flops(graph) == 2 * 8 * 2 * 3 * 5
+    assert profile.matmul_flops(graph) == 2 * 8 * 2 * 3 * 5
 
 
 def test_quality_clock_excludes_scoring_and_records_first_crossings():
     points = np.zeros((5, 2), np.float32)
-    clock = speed.QualityClock(points, shift=0.5, thresholds=(0.40, 0.35))
+    clock = time_to_quality.QualityClock(points, shift=0.5, thresholds=(0.40, 0.35))
     clock.start()
     nlls = iter([0.0, -0.12, -0.2])  # + 0.5: 0.5, 0.38, 0.3
 

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 # public name -> the submodule that defines it
 _EXPORTS = {
-    "AffineCoupling": "coupling",
+    "AffineCoupling": "bijectors.coupling",
     "FlowConfig": "config",
     "TrainConfig": "config",
     "build_flow": "flow",
@@ -30,9 +30,9 @@ _EXPORTS = {
     "DataError": "errors",
     "ConfigError": "errors",
 }
-_SUBMODULES = ("auto", "bench", "cli", "config", "coupling", "data", "ensemble", "errors", "flow",
-               "info", "mixing", "networks", "plots", "prepare", "rundir", "sampling", "scoring",
-               "serving", "summaries", "training")
+_SUBMODULES = ("auto", "bench", "bijectors", "cli", "config", "data", "errors", "flow", "info",
+               "networks", "plots", "prepare", "rundir", "sampling", "scoring", "serving",
+               "summaries", "training")
 
 __all__ = ["AffineCoupling", "ConfigError", "DataError", "FlowConfig", "TfpRealnvpError",
            "TrainConfig", "bijector_kwargs", "build_flow", "context_kwargs", "couplings",
@@ -40,8 +40,8 @@ __all__ = ["AffineCoupling", "ConfigError", "DataError", "FlowConfig", "TfpRealn
 assert sorted(_EXPORTS) == __all__
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does the work
+    from tfp_realnvp.bijectors.coupling import AffineCoupling
     from tfp_realnvp.config import FlowConfig, TrainConfig
-    from tfp_realnvp.coupling import AffineCoupling
     from tfp_realnvp.errors import ConfigError, DataError, TfpRealnvpError
     from tfp_realnvp.flow import (
         bijector_kwargs,

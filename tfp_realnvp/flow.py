@@ -10,15 +10,20 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_realnvp.bijectors.coupling import AffineCoupling, Coupling
+from tfp_realnvp.bijectors.ensemble import FlowEnsemble, FoldAffine, stacked_flow
+from tfp_realnvp.bijectors.mixing import LUMixing, permutation_indices
+from tfp_realnvp.bijectors.spline import SplineCoupling
 from tfp_realnvp.config import FlowConfig
-from tfp_realnvp.coupling import AffineCoupling, Coupling, SplineCoupling
-from tfp_realnvp.ensemble import FlowEnsemble, FoldAffine, stacked_flow
 from tfp_realnvp.errors import ConfigError
-from tfp_realnvp.mixing import LUMixing, permutation_indices
 from tfp_realnvp.networks import make_conditioner
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
+
+# FlowConfig.coupling -> the bijector class of that kind
+COUPLING_KINDS: dict[str, type[Coupling]] = {"affine": AffineCoupling, "spline": SplineCoupling}
+
 
 def data_bijector(config: FlowConfig) -> tfb.Bijector:
     """Maps the flow's standardised space to data units: `x = shift + scale * (L u)`.
@@ -39,29 +44,25 @@ def data_bijector(config: FlowConfig) -> tfb.Bijector:
 
 
 def make_coupling(config: FlowConfig, layer: int, validate_args: bool = False) -> Coupling:
-    """Builds coupling number `layer` (affine or spline) with a fresh conditioner network
-    (one per ensemble member, batched)."""
+    """Builds coupling number `layer` (of `config.coupling`'s kind) with a fresh conditioner
+    network (one per ensemble member, batched) of the widths the kind asks for."""
+    kind = COUPLING_KINDS[config.coupling]
     num_conditioning = config.event_dim // 2
-    num_transformed = config.event_dim - num_conditioning
     name = f"coupling_{layer}"
-    params_per_dim = 2 if config.coupling == "affine" else 3 * config.spline_bins - 1
     network = make_conditioner(
-        input_dim=num_conditioning + config.context_dim,
-        output_dim=params_per_dim * num_transformed,
+        input_dim=kind.conditioner_inputs(num_conditioning, config.context_dim),
+        output_dim=kind.conditioner_outputs(config.event_dim - num_conditioning, config),
         hidden_units=config.hidden_units,
         num_hidden_layers=config.num_hidden_layers,
         activation=config.activation,
         name=f"{name}_net",
         members=config.ensemble_size,
     )
-    common = dict(event_dim=config.event_dim, num_conditioning=num_conditioning,
-                  conditioner=network, context_dim=config.context_dim,
-                  context_shift=config.context_shift, context_scale=config.context_scale,
-                  num_members=config.ensemble_size, validate_args=validate_args, name=name)
-    if config.coupling == "affine":
-        return AffineCoupling(log_scale_bound=config.log_scale_bound, **common)
-    return SplineCoupling(num_bins=config.spline_bins, bound=config.spline_bound,
-                          direction=config.spline_direction, **common)
+    return kind(event_dim=config.event_dim, num_conditioning=num_conditioning,
+                conditioner=network, context_dim=config.context_dim,
+                context_shift=config.context_shift, context_scale=config.context_scale,
+                num_members=config.ensemble_size, validate_args=validate_args, name=name,
+                **kind.settings_from(config))
 
 
 def make_mixing(config: FlowConfig, layer: int) -> tfb.Bijector:
@@ -201,8 +202,14 @@ def _event_values(name: str, value: Any, dim: int) -> np.ndarray:
 
 
 def couplings(flow: tfd.Distribution) -> Sequence[Coupling]:
-    """The flow's coupling bijectors, in the order the list of its chain holds them."""
-    return [b for b in stacked_flow(flow).bijector.bijectors if isinstance(b, Coupling)]
+    """The flow's coupling bijectors, in the order the list of its chain holds them (none
+    for a distribution not built by this package).
+
+    These are the bijectors a context goes to: `bijector_kwargs` routes it to them by
+    name, and `flow_context_dim` reads its width from them.
+    """
+    steps = getattr(getattr(stacked_flow(flow), "bijector", None), "bijectors", ())
+    return [b for b in steps if isinstance(b, Coupling)]
 
 
 def encode(flow: tfd.Distribution, x: tf.Tensor, context: tf.Tensor | None = None,
@@ -270,8 +277,7 @@ def context_kwargs(flow: tfd.TransformedDistribution, context: tf.Tensor | None,
 
 
 def flow_context_dim(flow: tfd.Distribution) -> int:
-    """The width of the context `flow` models `p(x | c)` given (0: unconditional, or a
-    distribution not built by this package)."""
-    steps = getattr(getattr(stacked_flow(flow), "bijector", None), "bijectors", ())
-    widths = [b.context_dim for b in steps if isinstance(b, Coupling)]
-    return widths[0] if widths else 0
+    """The width of the context `flow` models `p(x | c)` given: 0 for an unconditional
+    flow, or a distribution not built by this package. The one answer to "does this flow
+    take a context" (plots, sampling, scoring and serving ask it here)."""
+    return max((b.context_dim for b in couplings(flow)), default=0)

@@ -16,10 +16,10 @@ from matplotlib.figure import Figure
 from matplotlib.gridspec import SubplotSpec
 from matplotlib.ticker import MaxNLocator
 
+from tfp_realnvp.bijectors.ensemble import num_members
 from tfp_realnvp.config import FlowConfig
-from tfp_realnvp.ensemble import num_members
 from tfp_realnvp.errors import ConfigError
-from tfp_realnvp.flow import decode, encode
+from tfp_realnvp.flow import decode, encode, flow_context_dim
 from tfp_realnvp.rundir import atomic_write
 from tfp_realnvp.sampling import stateless_seed
 
@@ -323,13 +323,6 @@ def samples_figure(flow: tfd.Distribution, rows: np.ndarray, num_samples: int = 
     if title:
         figure.suptitle(title)
     return figure
-
-
-def flow_context_dim(flow: tfd.Distribution) -> int:
-    """The width of the flow's context (0 for an unconditional flow)."""
-    from tfp_realnvp.flow import couplings
-
-    return max((c.context_dim for c in couplings(flow)), default=0)
 
 
 def save_png(figure: Figure, path: str | os.PathLike) -> None:

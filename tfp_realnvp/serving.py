@@ -27,7 +27,7 @@ import tensorflow_probability as tfp
 from tfp_realnvp import __version__
 from tfp_realnvp.config import FlowConfig
 from tfp_realnvp.errors import ConfigError, RunExistsError
-from tfp_realnvp.flow import context_kwargs, decode, encode
+from tfp_realnvp.flow import context_kwargs, decode, encode, flow_context_dim
 from tfp_realnvp.rundir import (
     ASSETS_EXTRA,
     FLOW_CONFIG_FILE,
@@ -71,7 +71,7 @@ class FlowServingModule(tf.Module):
         super().__init__(name="flow_serving")
         self.flow = flow  # tracked: its variables become the SavedModel's variables
         self._dim = config.event_dim
-        self._context_dim = config.context_dim
+        self._context_dim = flow_context_dim(flow)
         events = tf.TensorSpec([None, self._dim], tf.float32)
         sample_specs = [tf.TensorSpec([], tf.int32, name="num_samples"),
                         tf.TensorSpec([2], tf.int32, name="seed")]

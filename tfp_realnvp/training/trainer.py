@@ -8,8 +8,8 @@ import tensorflow_probability as tfp
 import tf_keras
 
 from tfp_realnvp import schedule as schedule_lib
+from tfp_realnvp.bijectors.ensemble import FoldAffine, stacked_flow
 from tfp_realnvp.config import FlowConfig, TrainConfig
-from tfp_realnvp.ensemble import FoldAffine, stacked_flow
 from tfp_realnvp.flow import build_flow, context_kwargs
 from tfp_realnvp.prepare import PreparedData
 from tfp_realnvp.rundir import RunDir

@@ -1,0 +1,52 @@
+"""The package's `tfp.bijectors.Bijector`s: couplings, splines, mixing steps, ensembles.
+
+```none
+coupling.py   Coupling (the shared machinery), AffineCoupling (RealNVP), soft_clamp
+spline.py     OneHotSpline (the rational-quadratic kernel), SplineCoupling
+mixing.py     LUMixing, permutation_indices: what goes between couplings
+ensemble.py   FlowEnsemble (a TFP distribution), FoldAffine, stacked_flow, num_members
+```
+The names below are imported on first use, like the package's own.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# public name -> the submodule that defines it
+_EXPORTS = {
+    "AffineCoupling": "coupling",
+    "Coupling": "coupling",
+    "FlowEnsemble": "ensemble",
+    "FoldAffine": "ensemble",
+    "LUMixing": "mixing",
+    "OneHotSpline": "spline",
+    "SplineCoupling": "spline",
+}
+_SUBMODULES = ("coupling", "ensemble", "mixing", "spline")
+
+__all__ = ["AffineCoupling", "Coupling", "FlowEnsemble", "FoldAffine", "LUMixing", "OneHotSpline",
+           "SplineCoupling"]
+assert sorted(_EXPORTS) == __all__
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does the work
+    from tfp_realnvp.bijectors.coupling import AffineCoupling, Coupling
+    from tfp_realnvp.bijectors.ensemble import FlowEnsemble, FoldAffine
+    from tfp_realnvp.bijectors.mixing import LUMixing
+    from tfp_realnvp.bijectors.spline import OneHotSpline, SplineCoupling
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})
