@@ -1,7 +1,14 @@
-"""What a run directory or an export holds: configuration, signatures, metrics, versions."""
+"""What a run directory or an export holds: configuration, signatures, metrics, versions.
+
+Reading it needs no TensorFlow: a run's files are JSON, and an export's signatures are read
+from `assets.extra/signatures.json`, written at export time with the sha256 of the
+SavedModel's files. Only an export without that record (written before it existed), or
+whose files no longer match it, is read through TensorFlow (`needs_tensorflow` says when).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -10,6 +17,7 @@ from typing import Any
 from tfp_realnvp.errors import ModelNotFoundError
 from tfp_realnvp.rundir import ASSETS_EXTRA, SAVED_MODEL_FILE, RunDir, find_model
 
+SIGNATURES_FILE = "signatures.json"  # in an export's assets.extra
 METRIC_KEYS = ("status", "epochs_run", "best_epoch", "best_validation_nll",
                "initial_validation_nll", "stop_reason", "wall_time_s", "num_workers",
                "test_nll", "test_median", "test_p99", "test_max", "test_num_points")
@@ -43,7 +51,10 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         stored = RunDir(model.path).read_config()
         summary.update(train=stored.train.to_dict(), data=stored.data, auto=stored.auto)
         return summary
-    model.load()  # a corrupt export gets the one clear message `load` gives (not a summary)
+    found = recorded_signatures(model.path)
+    if found is None:
+        model.load()  # a corrupt export gets the one clear message `load` gives (not a summary)
+        found = signatures(model.path)
     info_file = model.path / ASSETS_EXTRA / "export_info.json"
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     summary["export_info"] = info
@@ -53,8 +64,51 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     summary["versions_on_disk"] = sorted(
         int(p.name) for p in model.path.parent.iterdir()
         if p.name.isdigit() and (p / SAVED_MODEL_FILE).is_file())
-    summary["signatures"] = signatures(model.path)
+    summary["signatures"] = found
     return summary
+
+
+def needs_tensorflow(path: str | os.PathLike) -> bool:
+    """Whether `describe(path)` will import TensorFlow: only for an export whose
+    signatures.json is missing or does not match its files."""
+    model = find_model(path)
+    return model.kind == "export" and recorded_signatures(model.path) is None
+
+
+def record_signatures(version_dir: Path) -> dict[str, Any]:
+    """Writes `assets.extra/signatures.json` into an export version folder and returns it:
+    `{"signatures": signatures(version_dir), "sha256": {relative path: hex digest}}` over
+    saved_model.pb and every file of variables/. Called by the export (TensorFlow loaded)."""
+    record = {"signatures": signatures(version_dir), "sha256": _file_hashes(version_dir)}
+    (version_dir / ASSETS_EXTRA / SIGNATURES_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def recorded_signatures(version_dir: Path) -> dict[str, dict[str, dict[str, Any]]] | None:
+    """The signatures recorded at export time, if the SavedModel's files are still the ones
+    hashed then; None for an export without the record, or with a file changed or missing."""
+    path = version_dir / ASSETS_EXTRA / SIGNATURES_FILE
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("sha256") != _file_hashes(version_dir):
+        return None
+    return record.get("signatures")
+
+
+def _file_hashes(version_dir: Path) -> dict[str, str]:
+    """sha256 of saved_model.pb and of each file under variables/, by relative path."""
+    files = [version_dir / SAVED_MODEL_FILE, *sorted((version_dir / "variables").rglob("*"))]
+    hashes = {}
+    for file in files:
+        if file.is_file():
+            digest = hashlib.sha256()
+            with file.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            hashes[file.relative_to(version_dir).as_posix()] = digest.hexdigest()
+    return hashes
 
 
 def signatures(version_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:

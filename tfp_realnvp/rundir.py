@@ -24,16 +24,16 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import tensorflow as tf
-import tensorflow_probability as tfp
+from typing import TYPE_CHECKING, Any
 
 from tfp_realnvp.config import FlowConfig, TrainConfig
 from tfp_realnvp.errors import ModelNotFoundError, RunExistsError, RunLockedError
-from tfp_realnvp.flow import build_flow
 
-tfd = tfp.distributions
+if TYPE_CHECKING:
+    from tensorflow_probability import distributions as tfd
+
+# Reading a run's or an export's files needs no TensorFlow (`tfp-realnvp info` answers
+# without it); the functions that touch weights import it when called.
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -206,11 +206,15 @@ class RunDir:
 
     def save_weights(self, flow: tfd.Distribution) -> None:
         """Writes the flow's weights to model/, replacing the previous ones atomically."""
+        import tensorflow as tf
+
         with atomic_write(self.model_dir) as tmp:
             tf.train.Checkpoint(flow=flow).write(str(tmp / MODEL_PREFIX))
 
     def load_flow(self) -> tfd.Distribution:
         """Rebuilds the trained flow: config.json plus the best weights in model/."""
+        from tfp_realnvp.flow import build_flow
+
         config = self.read_config().flow
         if not self.is_finished():
             raise ModelNotFoundError(
@@ -242,6 +246,8 @@ def restore_weights(flow: tfd.Distribution, prefix: str | os.PathLike) -> None:
     """Reads checkpointed weights saved under the key `flow` (a run's model/ or an export's
     variables/) into a flow built from the same config; ModelNotFoundError when they are
     missing, unreadable or do not fit the config."""
+    import tensorflow as tf
+
     try:
         tf.train.Checkpoint(flow=flow).read(str(prefix)).assert_existing_objects_matched()
     except (tf.errors.OpError, AssertionError, ValueError, IndexError, OSError) as error:
@@ -309,6 +315,8 @@ class Model:
         return json.loads(file.read_text()) if file.is_file() else None
 
     def load(self) -> tfd.Distribution:
+        from tfp_realnvp.flow import build_flow
+
         if self.kind == "run":
             return RunDir(self.path).load_flow()
         _check_saved_model(self.path)

@@ -7,6 +7,7 @@ data's own coordinates. Bits per dimension divide by `D log 2`, as the flow lite
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_realnvp import data as data_lib
+from tfp_realnvp.config import TOY_DATASET_NAMES
 from tfp_realnvp.flow import context_kwargs, flow_context_dim
+from tfp_realnvp.rundir import RunDir
 
 tfd = tfp.distributions
 
@@ -84,3 +87,24 @@ def score_fresh_toy(flow: tfd.Distribution, dataset: str, noise: float, seed: in
     """Summary of the flow's NLL on fresh points of the toy set it was trained on."""
     points = fresh_toy_points(dataset, noise, seed, num_points)
     return summarise(per_row_nll(flow, points), points.shape[1])
+
+
+def score_toy_run(run_dir: str | os.PathLike, flow: tfd.Distribution,
+                  metrics: dict[str, Any]) -> dict[str, Any]:
+    """For a run trained on a built-in toy set: scores `flow` on fresh points of that set
+    (`score_fresh_toy`), records them in its metrics.json as `test_nll`, `test_median`,
+    `test_p99`, `test_max`, `test_bits_per_dim` and `test_num_points`, and returns the
+    updated metrics; any other run's `metrics` come back unchanged.
+
+    Args:
+      run_dir: the run directory `flow` was trained in.
+      flow: the trained flow.
+      metrics: the run's metrics as training returned them.
+    """
+    run = RunDir(run_dir)
+    info = run.read_config().data
+    if info.get("source") not in TOY_DATASET_NAMES or "num_points" not in info:
+        return metrics
+    scores = score_fresh_toy(flow, info["source"], info["noise"], info["seed"])
+    test = {f"test_{k}": v for k, v in scores.items() if k != "n"}
+    return run.update_metrics({**test, "test_num_points": scores["n"]})

@@ -7,6 +7,7 @@ BASE/NAME/VERSION/saved_model.pb, variables/       tag "serve"
 BASE/NAME/VERSION/assets.extra/flow_config.json     rebuilds the flow (`load`)
                               /metrics.json         the training run's metrics
                               /export_info.json     TF/TFP versions that wrote it, signatures
+                              /signatures.json      each signature's tensors, files' sha256
                               /tf_serving_warmup_requests   one Predict per batchable signature
 ```
 """
@@ -28,6 +29,7 @@ from tfp_realnvp import __version__
 from tfp_realnvp.config import FlowConfig
 from tfp_realnvp.errors import ConfigError, RunExistsError
 from tfp_realnvp.flow import context_kwargs, decode, encode, flow_context_dim
+from tfp_realnvp.info import record_signatures
 from tfp_realnvp.rundir import (
     ASSETS_EXTRA,
     FLOW_CONFIG_FILE,
@@ -218,6 +220,7 @@ def _write_assets(version_dir: Path, name: str, config: FlowConfig,
     }
     (extra / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     write_warmup_requests(extra / WARMUP_FILE, name, config)
+    record_signatures(version_dir)  # what `tfp-realnvp info` reads without TensorFlow
 
 
 def export(

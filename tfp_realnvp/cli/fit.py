@@ -1,0 +1,195 @@
+"""The `fit` command: train a new run or resume one, then report, plot and export it."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+import tfp_realnvp
+from tfp_realnvp.cli.model import PLOT_FILE, export_and_report, plot_and_report
+from tfp_realnvp.cli.options import config_file_defaults, config_options
+from tfp_realnvp.cli.runtime import progress, reported_errors, start_tensorflow
+from tfp_realnvp.cli.tables import (
+    _read_conditional,
+    _read_data,
+    _read_table,
+    _recorded_data,
+    check_data_file,
+)
+from tfp_realnvp.config import STRATEGIES, TOY_DATASET_NAMES, FlowConfig, TrainConfig
+from tfp_realnvp.errors import DataError
+
+
+@click.command()
+@click.option("--config", "config_file", is_eager=True, expose_value=False,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              callback=config_file_defaults,
+              help="Read options from FILE.toml or FILE.json (keys: the option names, e.g. "
+                   "hidden-units = 64); options on the command line win.")
+@click.option("--dataset", type=click.Choice(TOY_DATASET_NAMES), default="moons",
+              show_default=True, help="Built-in toy set to train on (ignored with --data).")
+@click.option("--num-points", type=click.IntRange(min=10), default=3000, show_default=True,
+              help="Points drawn from the toy set.")
+@click.option("--noise", type=click.FloatRange(min=0), default=0.05, show_default=True,
+              help="Noise of the toy set.")
+@click.option("--data", "data_file", type=click.Path(path_type=Path),
+              help="Train on this CSV or .npy table (rows = samples, >= 2 numeric columns).")
+@click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory (default: runs/<data>-<timestamp>).")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from its checkpoint, on its own data.")
+@click.option("--drop-nonfinite", is_flag=True,
+              help="Drop rows of --data holding NaN or inf (says how many) instead of refusing.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the toy data, the split, the shuffle and the weights.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="default",
+              show_default=True,
+              help="tf.distribute strategy: mirrored = every local GPU (or CPU); multiworker "
+                   "= one process per machine, the cluster given by TF_CONFIG.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--export", "export_base", type=click.Path(file_okay=False, path_type=Path),
+              help="After training, export a SavedModel to EXPORT/realnvp/<next version>.")
+@click.option("--plot", is_flag=True,
+              help=f"After training, draw the run into RUN_DIR/{PLOT_FILE} (as `plot` does).")
+@click.option("--tensorboard", is_flag=True,
+              help="Write TensorBoard summaries per epoch into RUN_DIR/tensorboard (a resumed "
+                   "run that has them continues them without the flag).")
+@click.option("--context-columns", "context_spec",
+              help="Train p(x | c): the columns of --data that are the context c, comma-"
+              "separated, by header name or 0-based position (0 is the first column); the "
+              "other columns are x.")
+@config_options(FlowConfig, TrainConfig)
+@click.pass_context
+def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume: bool,
+        drop_nonfinite: bool, dataset: str, num_points: int, noise: float, seed: int,
+        strategy: str, quiet: bool, export_base: Path | None, plot: bool, tensorboard: bool,
+        context_spec: str | None,
+        **options: Any) -> None:
+    """Train a flow. With no arguments: two moons (3000 points, noise 0.05).
+
+    Settings not given are chosen from the table's shape (see `tfp_realnvp.auto`) and
+    recorded in the run's config.json; every option given wins.
+    """
+    _check_arguments(resume, run_dir, strategy, context_spec, data_file)
+    with reported_errors():
+        check_data_file(data_file)
+        distribution = start_tensorflow(strategy)
+        if resume:
+            seed_given = ctx.get_parameter_source("seed") != click.core.ParameterSource.DEFAULT
+            changes = {k: v for k, v in options.items() if v is not None}
+            if seed_given:
+                changes.update(seed=seed, mixing_seed=seed)
+            result = _resume(run_dir, data_file, drop_nonfinite, distribution, quiet, changes,
+                             tensorboard or None)
+            data = None  # the plot reads the run's recorded data
+        else:
+            data, data_info, context, layout = _new_data(
+                data_file, drop_nonfinite, context_spec, dataset, num_points, noise, seed)
+            given = {k: v for k, v in options.items() if v is not None}
+            run_dir = run_dir or _default_run_dir(Path(data_info["source"]).stem)
+            with progress(given.get("epochs"), quiet) as on_epoch:
+                result = tfp_realnvp.fit(data, run_dir, data_info=data_info,
+                                         strategy=distribution, on_epoch=on_epoch,
+                                         context=context, tensorboard=tensorboard,
+                                         settings={**given, **layout, "seed": seed,
+                                                   "mixing_seed": seed})
+        if not result.chief:
+            _report_worker(result)
+            return
+        metrics = tfp_realnvp.scoring.score_toy_run(result.run_dir, result.flow, result.metrics)
+    _report_fit(result.run_dir, metrics)
+    if (result.run_dir / tfp_realnvp.summaries.TENSORBOARD_DIR).is_dir():
+        click.echo(f"tensorboard: tensorboard --logdir "
+                   f"{result.run_dir / tfp_realnvp.summaries.TENSORBOARD_DIR}")
+    if plot:
+        with reported_errors():
+            plot_and_report(result.run_dir, None, data=data)
+    if export_base is not None:
+        export_and_report(result.run_dir, export_base, "realnvp", None)
+
+
+def _check_arguments(resume: bool, run_dir: Path | None, strategy: str,
+                     context_spec: str | None, data_file: Path | None) -> None:
+    """The combinations of flags `fit` refuses (usage errors, exit 2)."""
+    if resume and run_dir is None:
+        raise click.UsageError("--resume needs --out RUN_DIR naming the run to continue.")
+    if resume and strategy == "multiworker":
+        raise click.UsageError("--resume runs in one process; resume a multi-worker run on "
+                               "the chief with --strategy default or mirrored.")
+    if context_spec is not None and (resume or data_file is None):
+        raise click.UsageError(
+            "--context-columns needs --data FILE (a new run; a resumed run uses the columns "
+            "it recorded).")
+
+
+def _new_data(data_file: Path | None, drop_nonfinite: bool, context_spec: str | None,
+              dataset: str, num_points: int, noise: float, seed: int):
+    """A new run's (rows, data_info for config.json, context rows, FlowConfig column
+    fields): the `--context-columns` of --data, all of --data, or a toy set."""
+    context, layout = None, {}
+    if context_spec is not None:
+        data, context, layout = _read_conditional(data_file, drop_nonfinite, context_spec)
+        names = layout["column_names"]
+        data_info = {"source": str(data_file), "num_rows": len(data),
+                     "context_columns": [names[i] if names else i
+                                         for i in layout["context_columns"]]}
+    elif data_file is not None:
+        data = _read_data(data_file, drop_nonfinite)
+        data_info = {"source": str(data_file), "num_rows": len(data)}
+    else:
+        data = tfp_realnvp.data.make_toy(dataset, num_points, noise, seed)
+        data_info = {"source": dataset, "num_points": num_points, "noise": noise,
+                     "seed": seed}
+    return data, data_info, context, layout
+
+
+def _default_run_dir(source: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{source}-{stamp}"
+
+
+def _resume(run_dir: Path, data_file: Path | None, drop_nonfinite: bool, strategy: Any,
+            quiet: bool, changes: dict[str, Any], tensorboard: bool | None = None):
+    stored = tfp_realnvp.rundir.RunDir(run_dir).read_config()
+    context = None
+    if stored.flow.context_dim:
+        path = data_file if data_file is not None else stored.data.get("source")
+        if path is None:
+            raise DataError("The run records no data source; pass the training data with "
+                            "--data.")
+        table = _read_table(Path(path), drop_nonfinite)
+        data, context = tfp_realnvp.data.split_like_training(
+            table, tfp_realnvp.data.read_header(path), stored.flow, str(path))
+    else:
+        data = _recorded_data(stored.data) if data_file is None else \
+            _read_data(data_file, drop_nonfinite)
+    with progress(changes.get("epochs", stored.train.epochs), quiet) as on_epoch:
+        return tfp_realnvp.resume(run_dir, data, strategy=strategy, on_epoch=on_epoch,
+                                  context=context, tensorboard=tensorboard, **changes)
+
+
+def _report_fit(run_dir: Path, metrics: dict[str, Any]) -> None:
+    click.echo(f"run directory: {run_dir}")
+    click.echo(f"epochs: {metrics['epochs_run']} (best {metrics['best_epoch']}"
+               f"{', stopped early' if metrics['stopped_early'] else ''}), "
+               f"wall time {metrics['wall_time_s']:.1f} s")
+    click.echo(f"best validation NLL: {metrics['best_validation_nll']:.4f} nats")
+    if "test_nll" in metrics:
+        click.echo(f"held-out test NLL: {metrics['test_nll']:.4f} nats "
+                   f"({metrics['test_num_points']} fresh points; median "
+                   f"{metrics['test_median']:.4f}, max {metrics['test_max']:.2f})")
+    if metrics.get("num_workers", 1) > 1:
+        click.echo(f"chief of {metrics['num_workers']} workers; weights sha256: "
+                   f"{metrics['weights_sha256']}")
+
+
+def _report_worker(result) -> None:
+    """What a non-chief worker of a multi-worker run says: the chief writes the run."""
+    metrics = result.metrics
+    click.echo(f"worker of {metrics['num_workers']}: trained {metrics['epochs_run']} epochs "
+               f"(best validation NLL {metrics['best_validation_nll']:.4f} nats); the chief "
+               f"writes the run directory {result.run_dir}")
+    click.echo(f"weights sha256: {metrics['weights_sha256']}")

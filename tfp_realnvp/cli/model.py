@@ -1,0 +1,211 @@
+"""Commands on a trained model (a run directory or an export): sample, evaluate, export,
+plot, info."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+import tfp_realnvp
+from tfp_realnvp.cli.options import int_list
+from tfp_realnvp.cli.runtime import reported_errors, start_tensorflow
+from tfp_realnvp.cli.tables import _model_inputs, _recorded_data, check_data_file
+from tfp_realnvp.config import TOY_DATASET_NAMES, FlowConfig
+
+PLOT_FILE = "flow.png"  # where `plot RUN` and `fit --plot` draw a run
+CONTEXT_HELP = ("A CSV/.npy file of context rows (one per row, or one row for all) or the "
+                "values of one row, e.g. 0.3,1.")
+MODEL_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+def _context_how(config: FlowConfig) -> str:
+    """How a CLI user passes a model's context, naming its columns when recorded."""
+    names = tfp_realnvp.data.context_names(config)
+    columns = f" (its columns: {', '.join(names)})" if names else ""
+    return f"--context FILE{columns} or --context VALUES (e.g. 0.3,1)"
+
+
+def _check_model(path: Path) -> None:
+    """Refuses, before TensorFlow loads, a path that is neither a run nor an export."""
+    with reported_errors():
+        tfp_realnvp.rundir.find_model(path)
+
+
+def export_and_report(source: Path, base_dir: Path, name: str, version: int | None) -> None:
+    """Exports the run at `source` to BASE_DIR/NAME/VERSION and says where."""
+    start_tensorflow()
+    with reported_errors():
+        target = tfp_realnvp.export(source, base_dir, name=name, version=version)
+    click.echo(f"exported SavedModel: {target}")
+
+
+@click.command()
+@click.argument("source", type=MODEL_DIR)
+@click.argument("base_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", default="realnvp", show_default=True, help="Model name (folder).")
+@click.option("--version", "version", type=click.IntRange(min=1),
+              help="Integer version (default: the next free one); never overwritten.")
+def export(source: Path, base_dir: Path, name: str, version: int | None) -> None:
+    """Export a trained run as a TF Serving SavedModel at BASE_DIR/NAME/VERSION."""
+    _check_model(source)
+    export_and_report(source, base_dir, name, version)
+
+
+@click.command()
+@click.argument("model_dir", type=MODEL_DIR)
+@click.option("-n", "--num-samples", type=click.IntRange(min=1), required=True)
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
+              help="The same seed gives the same samples.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to FILE.csv or FILE.npy (by extension); default: CSV on stdout.")
+@click.option("--context", "context_arg", help=CONTEXT_HELP)
+def sample(model_dir: Path, num_samples: int, seed: int, output: Path | None,
+           context_arg: str | None) -> None:
+    """Draw samples (in data units) from a run directory or an export."""
+    if output is not None and output.suffix.lower() not in (".csv", ".npy"):
+        raise click.UsageError(f"--output must end in .csv or .npy; got {output.name!r}.")
+    _check_model(model_dir)
+    start_tensorflow()
+    with reported_errors():
+        model = tfp_realnvp.rundir.find_model(model_dir)
+        flow = model.load()
+        context = None if context_arg is None else \
+            tfp_realnvp.data.parse_context(context_arg, model.config)
+        samples = tfp_realnvp.sampling.sample_flow(flow, num_samples, seed, context,
+                                                   how=_context_how(model.config))
+    if output is None:
+        for row in samples:
+            click.echo(",".join(f"{v:.8g}" for v in row))
+    else:
+        tfp_realnvp.data.save_array(samples, output)
+        click.echo(f"wrote {num_samples} samples to {output}", err=True)
+
+
+@click.command()
+@click.argument("model_dir", type=MODEL_DIR)
+@click.option("--data", "data_file", type=click.Path(path_type=Path), required=True,
+              help="CSV or .npy table to score.")
+@click.option("--per-row", "per_row_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write each row's NLL (an anomaly score) to FILE.csv or FILE.npy.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--context", "context_arg",
+              help="Conditional models: the rows' context, if --data holds only x. "
+              + CONTEXT_HELP)
+def evaluate(model_dir: Path, data_file: Path, per_row_file: Path | None,
+             as_json: bool, context_arg: str | None) -> None:
+    """Negative log-likelihood of a data file: mean (nats, bits/dim), median, p99, max.
+
+    A conditional model scores -log p(x | c): by default the context is taken from the
+    columns of --data that were the context in its training table (by header name, else
+    by position).
+    """
+    if per_row_file is not None and per_row_file.suffix.lower() not in (".csv", ".npy"):
+        raise click.UsageError(f"--per-row must end in .csv or .npy; got {per_row_file.name!r}.")
+    _check_model(model_dir)
+    with reported_errors():
+        check_data_file(data_file)
+    start_tensorflow()
+    with reported_errors():
+        model = tfp_realnvp.rundir.find_model(model_dir)
+        flow = model.load()
+        data, context = _model_inputs(model, data_file, context_arg)
+        nll = tfp_realnvp.scoring.per_row_nll(flow, data, context=context,
+                                              how=_context_how(model.config))
+    summary = tfp_realnvp.scoring.summarise(nll, data.shape[1])
+    if per_row_file is not None:
+        tfp_realnvp.data.save_array(nll[:, None], per_row_file)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"NLL {summary['nll']:.4f} nats, {summary['bits_per_dim']:.4f} bits/dim "
+                   f"over {summary['n']} rows (median {summary['median']:.4f}, p99 "
+                   f"{summary['p99']:.4f}, max {summary['max']:.4f})")
+
+
+@click.command()
+@click.argument("model_dir", type=MODEL_DIR)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"The PNG to write (default: RUN_DIR/{PLOT_FILE}; needed for an export).")
+@click.option("--columns", callback=lambda ctx, param, value: value and int_list(
+    ctx, param, value), help="0-based data columns to draw, e.g. 0,2,3 (default: the first "
+    "4; the four panels use the first two).")
+@click.option("--data", "data_file", type=click.Path(path_type=Path),
+              help="CSV or .npy rows to draw (default for a run: its recorded training data; "
+                   "needed for an export).")
+@click.option("-n", "--num-samples", type=click.IntRange(min=1), default=2000,
+              show_default=True, help="Base draws and model samples.")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
+              help="Seeds the draws (and which rows are drawn, at most 2000).")
+def plot(model_dir: Path, output: Path | None, columns: tuple[int, ...] | None,
+         data_file: Path | None, num_samples: int, seed: int) -> None:
+    """Draw a run or an export as one PNG.
+
+    Panels: the data; the data mapped to latent space; base samples z ~ N(0, I); those
+    mapped to data space (an ensemble: member 0's map); for 2-D models the log-density,
+    for more columns the pairwise marginals of data against samples; and the train and
+    validation NLL per epoch (from metrics.json, which exports keep too).
+    """
+    if output is not None and output.suffix.lower() != ".png":
+        raise click.UsageError(f"--output must end in .png; got {output.name!r}.")
+    _check_model(model_dir)
+    with reported_errors():
+        check_data_file(data_file)
+    start_tensorflow()
+    with reported_errors():
+        plot_and_report(model_dir, output, columns, data_file, num_samples=num_samples,
+                        seed=seed)
+
+
+def plot_and_report(source: Path, output: Path | None, columns: tuple[int, ...] | None = None,
+                    data_file: Path | None = None, data=None, num_samples: int = 2000,
+                    seed: int = 0) -> None:
+    """Draws the model at `source` into `output` (a run's default: RUN/flow.png)."""
+    plots = tfp_realnvp.plots
+    model = tfp_realnvp.rundir.find_model(source)
+    if output is None and model.kind != "run":
+        raise click.UsageError("An export is never written into: name the PNG with -o FILE.png.")
+    if data is None:
+        data = _plot_rows(model, data_file)
+    metrics = model.metrics
+    figure = plots.plot_model(model.load(), data, metrics, columns, num_samples, seed,
+                              title=plots.config_title(model.config, str(source)))
+    output = output or model.path / PLOT_FILE
+    plots.save_png(figure, output)
+    click.echo(f"figure: {output}")
+    if not plots.has_history(metrics):
+        click.echo(f"{source} records no training history: the figure has no NLL curves.",
+                   err=True)
+
+
+def _plot_rows(model, data_file: Path | None):
+    """The rows to draw: `data_file`, else a run's recorded training data (rows holding
+    NaN or inf left out: training refused or dropped them too)."""
+    if data_file is None and model.kind != "run":
+        raise click.UsageError("An export does not hold its data: pass the rows to draw "
+                               "with --data FILE.")
+    if data_file is None:
+        info = tfp_realnvp.rundir.RunDir(model.path).read_config().data
+        if info.get("source") in TOY_DATASET_NAMES or info.get("source") is None:
+            return _recorded_data(info)
+        data_file = Path(info["source"])
+    rows = tfp_realnvp.data.read_table(data_file)
+    if rows.ndim == 2:
+        rows, _ = tfp_realnvp.data.drop_nonfinite_rows(rows)
+    return tfp_realnvp.data.validate_array(rows, str(data_file),
+                                           expected_width=model.config.event_dim)
+
+
+@click.command()
+@click.argument("path", type=MODEL_DIR)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info(path: Path, as_json: bool) -> None:
+    """What a run directory or an export holds: configuration, dimension, signatures,
+    metrics, and the TensorFlow / TFP versions that wrote it."""
+    library = tfp_realnvp.info
+    with reported_errors():
+        if library.needs_tensorflow(path):  # an export without an intact signatures.json
+            start_tensorflow()
+        summary = library.describe(path)
+    click.echo(json.dumps(summary, indent=2) if as_json else library.format_summary(summary))
