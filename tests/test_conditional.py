@@ -19,6 +19,7 @@ from tfp_realnvp.cli import cli as main
 from tfp_realnvp.errors import ConfigError, DataError
 from tfp_realnvp.sampling import sample_flow, stateless_seed
 from tfp_realnvp.scoring import per_row_nll
+from tfp_realnvp.tables import TableLayout
 
 REPO = Path(__file__).resolve().parents[1]
 # The moons fixture's flow: small, single, affine; 12 epochs put >97% of samples on the
@@ -77,8 +78,11 @@ def test_fit_records_the_context_columns_and_their_scaling(moons_run):
     config = json.loads((moons_run / "config.json").read_text())
     flow, data = config["flow"], config["data"]
     assert flow["event_dim"] == 2 and flow["context_dim"] == 1
-    assert flow["context_columns"] == [0] and flow["event_columns"] == [1, 2]
-    assert flow["column_names"] == ["label", "x1", "x2"]
+    # Where the columns went is the run's TableLayout now, not FlowConfig fields.
+    layout = TableLayout.from_dict(config["layout"])
+    assert layout.context == (0,) and layout.events == (1, 2)
+    assert layout.names == ("label", "x1", "x2")
+    assert not {"context_columns", "event_columns", "column_names"} & set(flow)
     assert data["context_columns"] == ["label"] and len(data["context_sha256"]) == 64
     # Labels 0/1 in equal numbers: mean 0.5, standard deviation 0.5.
     assert flow["context_shift"] == pytest.approx([0.5], abs=0.02)
@@ -220,8 +224,8 @@ def test_cli_context_columns_by_position_without_a_header(tmp_path):
     result = invoke("fit", "--data", path, "--context-columns", "2", "--out",
                     tmp_path / "run", *TINY_FLOW)
     assert result.exit_code == 0, result.output
-    flow_config = json.loads((tmp_path / "run" / "config.json").read_text())["flow"]
-    assert flow_config["context_columns"] == [2] and flow_config["column_names"] is None
+    layout = tfp_realnvp.rundir.find_model(tmp_path / "run").layout
+    assert layout.context == (2,) and layout.names is None
     scores = invoke("evaluate", tmp_path / "run", "--data", path, "--json")
     assert scores.exit_code == 0, scores.output
     flow = tfp_realnvp.load(tmp_path / "run")

@@ -14,10 +14,10 @@ from conftest import randomise_weights, suite_flow
 import tfp_realnvp
 from tfp_realnvp import FlowConfig, build_flow
 from tfp_realnvp.cli import cli
-from tfp_realnvp.data import make_toy
 from tfp_realnvp.errors import ConfigError
 from tfp_realnvp.flow import decode, encode
 from tfp_realnvp.plots import DPI, plot_flow, plot_model, samples_figure, save_png
+from tfp_realnvp.tables import make_toy
 
 HISTORY = {"history": [{"epoch": e, "train_nll": 2.0 - 0.1 * e, "validation_nll": 2.1 - 0.08 * e,
                         "seconds": 0.1} for e in range(1, 6)],

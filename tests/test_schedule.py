@@ -11,7 +11,7 @@ import tf_keras
 from tfp_realnvp import FlowConfig
 from tfp_realnvp import schedule as schedule_lib
 from tfp_realnvp import train as train_lib
-from tfp_realnvp.data import make_toy
+from tfp_realnvp.tables import make_toy
 
 PEAK = 5e-3
 

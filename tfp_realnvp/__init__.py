@@ -30,9 +30,9 @@ _EXPORTS = {
     "DataError": "errors",
     "ConfigError": "errors",
 }
-_SUBMODULES = ("auto", "bench", "cli", "config", "coupling", "data", "ensemble", "errors", "flow",
-               "info", "mixing", "networks", "plots", "rundir", "sampling", "scoring", "serving",
-               "summaries", "train")
+_SUBMODULES = ("auto", "bench", "cli", "config", "coupling", "data", "ensemble", "errors", "files",
+               "flow", "info", "mixing", "networks", "plots", "rundir", "sampling", "scoring",
+               "serving", "summaries", "tables", "train")
 
 __all__ = ["AffineCoupling", "ConfigError", "DataError", "FlowConfig", "TfpRealnvpError",
            "TrainConfig", "bijector_kwargs", "build_flow", "context_kwargs", "couplings",

@@ -279,19 +279,19 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
                              tensorboard or None)
             data = None  # the plot reads the run's recorded data
         else:
-            context, layout = None, {}
+            context, layout = None, None
             if context_spec is not None:
                 data, context, layout = _read_conditional(data_file, drop_nonfinite,
                                                           context_spec)
-                names = layout["column_names"]
+                names = layout.names
                 data_info = {"source": str(data_file), "num_rows": len(data),
                              "context_columns": [names[i] if names else i
-                                                 for i in layout["context_columns"]]}
+                                                 for i in layout.context]}
             elif data_file is not None:
-                data = _read_data(data_file, drop_nonfinite)
+                data, layout = _read_data(data_file, drop_nonfinite)
                 data_info = {"source": str(data_file), "num_rows": len(data)}
             else:
-                data = tfp_realnvp.data.make_toy(dataset, num_points, noise, seed)
+                data = tfp_realnvp.tables.make_toy(dataset, num_points, noise, seed)
                 data_info = {"source": dataset, "num_points": num_points, "noise": noise,
                              "seed": seed}
             given = {k: v for k, v in options.items() if v is not None}
@@ -301,8 +301,8 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
                 result = tfp_realnvp.fit(data, run_dir, data_info=data_info,
                                          strategy=distribution, on_epoch=on_epoch,
                                          context=context, tensorboard=tensorboard,
-                                         settings={**given, **layout, "seed": seed,
-                                                   "mixing_seed": seed})
+                                         layout=layout, settings={**given, "seed": seed,
+                                                                  "mixing_seed": seed})
         if not result.chief:
             _report_worker(result)
             return
@@ -322,9 +322,9 @@ CONTEXT_HELP = ("A CSV/.npy file of context rows (one per row, or one row for al
                 "values of one row, e.g. 0.3,1.")
 
 
-def _context_how(config: FlowConfig) -> str:
+def _context_how(layout) -> str:
     """How a CLI user passes a model's context, naming its columns when recorded."""
-    names = tfp_realnvp.data.context_names(config)
+    names = tfp_realnvp.tables.context_names(layout)
     columns = f" (its columns: {', '.join(names)})" if names else ""
     return f"--context FILE{columns} or --context VALUES (e.g. 0.3,1)"
 
@@ -335,54 +335,41 @@ def _default_run_dir(source: str) -> Path:
 
 
 def _read_data(path: Path, drop_nonfinite: bool):
-    """A data file's rows; with `drop_nonfinite`, without the rows holding NaN or inf."""
-    return tfp_realnvp.data.validate_array(_read_table(path, drop_nonfinite), source=str(path))
+    """A data file's rows and layout; with `drop_nonfinite`, without the rows holding NaN
+    or inf."""
+    data, _, layout, dropped = tfp_realnvp.tables.read_training_table(
+        path, drop_nonfinite=drop_nonfinite)
+    _report_dropped(path, drop_nonfinite, dropped)
+    return data, layout
+
+
+def _report_dropped(path: Path, drop_nonfinite: bool, dropped: int) -> None:
+    if drop_nonfinite:
+        click.echo(f"{path}: dropped {dropped} row(s) holding NaN or inf", err=True)
 
 
 def _read_table(path: Path, drop_nonfinite: bool):
-    table = tfp_realnvp.data.read_table(path)
+    table = tfp_realnvp.tables.read_table(path)
     if drop_nonfinite and table.ndim == 2:
-        table, dropped = tfp_realnvp.data.drop_nonfinite_rows(table)
-        click.echo(f"{path}: dropped {dropped} row(s) holding NaN or inf", err=True)
+        table, dropped = tfp_realnvp.tables.drop_nonfinite_rows(table)
+        _report_dropped(path, drop_nonfinite, dropped)
     return table
 
 
 def _read_conditional(path: Path, drop_nonfinite: bool, spec: str):
-    """(events, context, the FlowConfig column fields) of a table whose `spec` columns
-    (header names or 0-based positions) are the context."""
-    data_lib = tfp_realnvp.data
-    table, header = _read_table(path, drop_nonfinite), data_lib.read_header(path)
-    if table.ndim != 2:
-        data_lib.validate_array(table, source=str(path))  # raises its shape error
-    names = [n for n in spec.split(",") if n.strip()]
-    if not names:
-        raise DataError(f"--context-columns: no column named in {spec!r}; available: "
-                        f"{data_lib.describe_columns(table.shape[1], header)}.")
-    context_columns = data_lib.resolve_columns(names, table.shape[1], header, str(path))
-    events, context, event_columns = data_lib.split_columns(table, context_columns, str(path))
-    layout = {"event_columns": event_columns, "context_columns": context_columns,
-              "column_names": header}
-    source = f"{path} (columns {list(event_columns)})"
-    return (data_lib.validate_array(events, source=source),
-            data_lib.validate_context(context, f"{path} (context columns "
-                                      f"{list(context_columns)})"), layout)
+    """(events, context, TableLayout) of a table whose `spec` columns (header names or
+    0-based positions) are the context."""
+    events, context, layout, dropped = tfp_realnvp.tables.read_training_table(
+        path, spec, drop_nonfinite, option="--context-columns")
+    _report_dropped(path, drop_nonfinite, dropped)
+    return events, context, layout
 
 
 def _model_inputs(model, data_file: Path, context_arg: str | None):
     """The events of `data_file` and their context for a loaded model: a conditional
     model's context from --context, else from the data file's recorded context columns."""
-    data_lib = tfp_realnvp.data
-    config = model.config
-    if not config.context_dim or context_arg is not None:
-        data = data_lib.validate_array(data_lib.load_array(data_file), str(data_file),
-                                       expected_width=config.event_dim)
-        context = None if context_arg is None else data_lib.parse_context(context_arg, config)
-        return data, context
-    table, header = data_lib.read_table(data_file), data_lib.read_header(data_file)
-    if table.ndim == 2 and table.shape[1] == config.event_dim:
-        return data_lib.validate_array(table, str(data_file)), None  # says how to add one
-    events, context = data_lib.split_like_training(table, header, config, str(data_file))
-    return data_lib.validate_array(events, str(data_file)), context
+    return tfp_realnvp.tables.model_inputs(data_file, model.config.event_dim,
+                                           model.config.context_dim, model.layout, context_arg)
 
 
 def _resume(run_dir: Path, data_file: Path | None, drop_nonfinite: bool, strategy: Any,
@@ -395,11 +382,11 @@ def _resume(run_dir: Path, data_file: Path | None, drop_nonfinite: bool, strateg
             raise DataError("The run records no data source; pass the training data with "
                             "--data.")
         table = _read_table(Path(path), drop_nonfinite)
-        data, context = tfp_realnvp.data.split_like_training(
-            table, tfp_realnvp.data.read_header(path), stored.flow, str(path))
+        data, context = tfp_realnvp.tables.split_like_training(
+            table, tfp_realnvp.tables.read_header(path), stored.layout, str(path))
     else:
         data = _recorded_data(stored.data) if data_file is None else \
-            _read_data(data_file, drop_nonfinite)
+            _read_data(data_file, drop_nonfinite)[0]
     with _progress(changes.get("epochs", stored.train.epochs), quiet) as on_epoch:
         return tfp_realnvp.resume(run_dir, data, strategy=strategy, on_epoch=on_epoch,
                                   context=context, tensorboard=tensorboard, **changes)
@@ -407,13 +394,7 @@ def _resume(run_dir: Path, data_file: Path | None, drop_nonfinite: bool, strateg
 
 def _recorded_data(info: dict[str, Any]):
     """The data a run was trained on, from what its config.json recorded."""
-    source = info.get("source")
-    if source in TOY_DATASET_NAMES and "num_points" in info:
-        return tfp_realnvp.data.make_toy(source, info["num_points"], info["noise"],
-                                         info["seed"])
-    if source is None:
-        raise DataError("The run records no data source; pass the training data with --data.")
-    return tfp_realnvp.data.load_array(source)
+    return tfp_realnvp.tables.recorded_data(info)
 
 
 @contextlib.contextmanager
@@ -498,15 +479,17 @@ def sample(model_dir: Path, num_samples: int, seed: int, output: Path | None,
     with reported_errors():
         model = tfp_realnvp.rundir.find_model(model_dir)
         flow = model.load()
-        context = None if context_arg is None else \
-            tfp_realnvp.data.parse_context(context_arg, model.config)
+        layout = model.layout
+        context = None if context_arg is None else tfp_realnvp.tables.parse_context(
+            context_arg, layout, model.config.context_dim)
         samples = tfp_realnvp.sampling.sample_flow(flow, num_samples, seed, context,
-                                                   how=_context_how(model.config))
+                                                   how=_context_how(layout))
     if output is None:
         for row in samples:
             click.echo(",".join(f"{v:.8g}" for v in row))
     else:
-        tfp_realnvp.data.save_array(samples, output)
+        tfp_realnvp.tables.save_array(samples, output,
+                                      header=None if layout is None else layout.event_names)
         click.echo(f"wrote {num_samples} samples to {output}", err=True)
 
 
@@ -536,10 +519,10 @@ def evaluate(model_dir: Path, data_file: Path, per_row_file: Path | None,
         flow = model.load()
         data, context = _model_inputs(model, data_file, context_arg)
         nll = tfp_realnvp.scoring.per_row_nll(flow, data, context=context,
-                                              how=_context_how(model.config))
+                                              how=_context_how(model.layout))
     summary = tfp_realnvp.scoring.summarise(nll, data.shape[1])
     if per_row_file is not None:
-        tfp_realnvp.data.save_array(nll[:, None], per_row_file)
+        tfp_realnvp.tables.save_array(nll[:, None], per_row_file)
     if as_json:
         click.echo(json.dumps(summary))
     else:
@@ -590,8 +573,10 @@ def _plot_and_report(source: Path, output: Path | None, columns: tuple[int, ...]
     if data is None:
         data = _plot_rows(model, data_file)
     metrics = model.metrics
+    layout = model.layout
     figure = plots.plot_model(model.load(), data, metrics, columns, num_samples, seed,
-                              title=plots.config_title(model.config, str(source)))
+                              title=plots.config_title(model.config, str(source)),
+                              names=None if layout is None else layout.event_names)
     output = output or model.path / PLOT_FILE
     plots.save_png(figure, output)
     click.echo(f"figure: {output}")
@@ -611,11 +596,11 @@ def _plot_rows(model, data_file: Path | None):
         if info.get("source") in TOY_DATASET_NAMES or info.get("source") is None:
             return _recorded_data(info)
         data_file = Path(info["source"])
-    rows = tfp_realnvp.data.read_table(data_file)
+    rows = tfp_realnvp.tables.read_table(data_file)
     if rows.ndim == 2:
-        rows, _ = tfp_realnvp.data.drop_nonfinite_rows(rows)
-    return tfp_realnvp.data.validate_array(rows, str(data_file),
-                                           expected_width=model.config.event_dim)
+        rows, _ = tfp_realnvp.tables.drop_nonfinite_rows(rows)
+    return tfp_realnvp.tables.validate_array(rows, str(data_file),
+                                             expected_width=model.config.event_dim)
 
 
 @cli.command()

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
-from tfp_realnvp import auto
+from tfp_realnvp import auto, tables
 from tfp_realnvp import data as data_lib
 from tfp_realnvp import schedule as schedule_lib
 from tfp_realnvp.config import STRATEGIES, FlowConfig, TrainConfig, settings
@@ -446,7 +447,7 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def fit(
-    data: np.ndarray,
+    data: np.ndarray | pd.DataFrame,
     run_dir: str | Path,
     flow_config: FlowConfig | None = None,
     train_config: TrainConfig | None = None,
@@ -456,6 +457,7 @@ def fit(
     settings: dict[str, Any] | None = None,
     tensorboard: bool = False,
     context: np.ndarray | None = None,
+    layout: tables.TableLayout | None = None,
 ) -> FitResult:
     """Trains a new flow on the rows of `data` and leaves a complete run directory.
 
@@ -485,15 +487,16 @@ def fit(
         `summaries.py`).
       context: `[N, C]` raw context values aligned with `data`'s rows (validated here:
         finite, 2-D, one row per data row), or None for an unconditional flow.
+      layout: where the source table's columns went (`tables.TableLayout`), saved in the
+        run and its exports; a DataFrame's column names give it when left out.
     """
-    data = data_lib.validate_array(data)
+    data, context, layout = tables.fit_inputs(data, context, layout)
+    data = tables.validate_array(data)
     data_lib.check_trainable(data, (data_info or {}).get("source", "data"))
     if context is not None:
-        context = data_lib.validate_context(context, num_rows=len(data))
+        context = tables.validate_context(context, num_rows=len(data))
     chosen = auto.choose(*data.shape)
     settings = dict(settings or {})
-    # Column bookkeeping is checked against the widths once they are set from the data.
-    layout = {k: settings.pop(k) for k in LAYOUT_FIELDS if k in settings}
     auto_record = {"rows": data.shape[0], "dim": data.shape[1],
                    "context_dim": 0 if context is None else context.shape[1],
                    "chosen": [name for name, config in (("flow", flow_config),
@@ -508,7 +511,7 @@ def fit(
         else splits[0][0]
     events = fitted_rows[:, :data.shape[1]]
     flow_config = flow_config.replace(
-        event_dim=data.shape[1], context_dim=context_dim, **layout,
+        event_dim=data.shape[1], context_dim=context_dim,
         **data_lib.affine_stats(events, flow_config.whiten),
         **_context_stats(fitted_rows[:, data.shape[1]:]))
     train_config = train_config.replace(
@@ -523,7 +526,7 @@ def fit(
         run.write_config(RunConfig(flow_config, train_config, {
             **(data_info or {}), **hashes,
             "num_train": len(splits[0][0]),
-            "num_validation": len(splits[0][1])}, auto_record))
+            "num_validation": len(splits[0][1])}, auto_record, layout))
         trainer = Trainer(flow_config, train_config, splits, strategy)
         trainer.set_fold_maps()
         result = _train(trainer, run, on_epoch, history=[], tensorboard=tensorboard)
@@ -544,10 +547,6 @@ def _worker_run_dir(run_dir: str | Path, strategy: tf.distribute.Strategy) -> It
         yield scratch / "run"
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-# FlowConfig fields that record where a table's columns went (set by the CLI).
-LAYOUT_FIELDS = ("event_columns", "context_columns", "column_names")
 
 
 def _context_dim(flow_config: FlowConfig, context: np.ndarray | None) -> int:
@@ -631,7 +630,7 @@ def resume(
     train_config = stored.train.replace(**_resumable_changes(stored, changes))
     if train_config != stored.train:
         run.write_config(dataclasses.replace(stored, train=train_config))
-    data = data_lib.validate_array(data, expected_width=stored.flow.event_dim)
+    data = tables.validate_array(data, expected_width=stored.flow.event_dim)
     context = _resume_context(run, stored, context, len(data))
     _check_hash(run, stored, data, "sha256", "data")
     if context is not None:
@@ -658,7 +657,7 @@ def _resume_context(run: RunDir, stored: RunConfig, context: np.ndarray | None,
     if context is None:
         raise DataError(f"{run.path} is conditional ({width} context column(s)); resume it with "
                         "the context it was trained with (context=).")
-    return data_lib.validate_context(context, num_rows=num_rows, width=width)
+    return tables.validate_context(context, num_rows=num_rows, width=width)
 
 
 def _check_hash(run: RunDir, stored: RunConfig, table: np.ndarray, key: str,

@@ -503,7 +503,7 @@ class QualityClock:
 def default_fit_time_to_quality(options: SpeedOptions) -> dict[str, Any]:
     """The default `fit` on two moons, scored on fresh points after every epoch (scoring
     time excluded from the clock, and from the fit's own time budget)."""
-    from tfp_realnvp import data as data_lib
+    from tfp_realnvp import tables as data_lib
     from tfp_realnvp.train import fit
 
     seed = options.quality_seed
@@ -533,7 +533,7 @@ def notebook_time_to_quality(options: SpeedOptions) -> dict[str, Any]:
     """The notebook's model and recipe (standardised data, Adam 1e-4, batch 256,
     `model.fit`) on the same moons, scored in data units after every epoch until it
     reaches 0.40 nats or has run the notebook's epochs."""
-    from tfp_realnvp import data as data_lib
+    from tfp_realnvp import tables as data_lib
 
     seed = options.quality_seed
     rows = data_lib.make_toy("moons", options.quality_points, 0.05, seed)
@@ -636,7 +636,7 @@ def plot_scaling(records: Sequence[dict[str, Any]], path: str | os.PathLike,
 def _table(dim: int, rows: int = TABLE_ROWS) -> tf.Tensor:
     """Rows to train on: two moons for 2 columns, else correlated Gaussian rows."""
     if dim == 2:
-        from tfp_realnvp import data as data_lib
+        from tfp_realnvp import tables as data_lib
 
         moons = data_lib.make_toy("moons", rows, 0.05, 0)
         return tf.constant((moons - moons.mean(0)) / moons.std(0))
