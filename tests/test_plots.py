@@ -199,3 +199,16 @@ def test_cli_fit_plot_and_plot_draw_the_trained_model(tmp_path):
     assert bad.exit_code == 1 and "column indices in [0, 1]" in bad.output
     assert invoke("plot", run, "-o", tmp_path / "x.svg").exit_code == 2
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.svg").exists()
+
+
+def test_axes_carry_the_layouts_column_names(flow_2d):
+    flow, data = flow_2d
+    axes = axes_of(plot_model(flow, data, num_samples=64, grid_size=10,
+                              names=("width", "height")))
+    assert (axes["data"].get_xlabel(), axes["data"].get_ylabel()) == ("width", "height")
+    assert axes["decoded"].get_xlabel() == "width" and axes["latent"].get_xlabel() == "z0"
+    assert axes["log_density"].get_ylabel() == "height"
+    unnamed = axes_of(plot_model(flow, data, num_samples=64, grid_size=10))
+    assert unnamed["data"].get_xlabel() == "x0"
+    with pytest.raises(ConfigError, match="'names' must name the 2 event columns"):
+        plot_model(flow, data, num_samples=64, grid_size=10, names=("a",))

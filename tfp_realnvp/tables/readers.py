@@ -29,9 +29,10 @@ def read_frame(path: str | os.PathLike) -> pd.DataFrame:
     """A table file as a DataFrame, cells as read.
 
     Columns are the header's names (strings) or, for a table without a header (a CSV whose
-    first non-blank row is all numbers, a `.npy` array), the integers 0..W-1. Reads `.npy` (a 2-D numeric array), `.parquet`, and anything else as CSV:
-    delimiter , ; tab or | (detected), quoted cells, UTF-8 (a byte-order mark is skipped)
-    or latin-1, blank lines skipped.
+    first non-blank row is all numbers, a `.npy` array), the integers 0..W-1. Reads `.npy`
+    (a 2-D numeric array), `.parquet`, and anything else as CSV: delimiter , ; tab or |
+    (detected), quoted cells, UTF-8 (a byte-order mark is skipped) or latin-1, blank lines
+    skipped.
 
     Raises:
       DataFileNotFoundError: no such file, or a directory.
