@@ -209,6 +209,7 @@ def test_the_layout_is_saved_in_the_run_and_the_export(moons_run, moons_csv, tmp
     extra = target / "assets.extra"
     assert TableLayout.from_json((extra / "layout.json").read_text()) == model.layout
     assert find_model(target).layout == model.layout
+    assert tfp_realnvp.info.describe(target)["layout"] == model.layout.to_dict()
     assert "context_columns" not in json.loads((extra / "flow_config.json").read_text())
     # `sample -o x.csv` writes the event columns' header; the export finds the context in a
     # table laid out like the training one by its layout.
