@@ -22,7 +22,7 @@ import tensorflow as tf  # noqa: E402
 import tfp_realnvp  # noqa: E402
 from tfp_realnvp import TrainConfig  # noqa: E402
 from tfp_realnvp import training as train_lib  # noqa: E402
-from tfp_realnvp.data import make_toy  # noqa: E402
+from tfp_realnvp.tables import make_toy  # noqa: E402
 
 
 def points_per_second(fn, x: tf.Tensor, min_seconds: float) -> float:

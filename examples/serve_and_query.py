@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tfp_realnvp  # noqa: E402
-from tfp_realnvp.data import make_toy  # noqa: E402
+from tfp_realnvp.tables import make_toy  # noqa: E402
 
 KIT = Path(__file__).resolve().parents[1] / "export"
 MODEL_NAME = "realnvp"

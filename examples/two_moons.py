@@ -31,10 +31,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tfp_realnvp  # noqa: E402
-from tfp_realnvp.data import make_toy  # noqa: E402
 from tfp_realnvp.flow import decode, encode  # noqa: E402
 from tfp_realnvp.plots import plot_flow  # noqa: E402
 from tfp_realnvp.scoring import mean_nll  # noqa: E402
+from tfp_realnvp.tables import make_toy  # noqa: E402
 
 NOISE = 0.05
 ENTROPY = 0.294  # nats: the true density's entropy, no model's held-out NLL goes below it

@@ -91,6 +91,6 @@ def suite_kwargs(config: FlowConfig, flow, batch_shape) -> tuple[dict, dict]:
 
 @pytest.fixture
 def moons() -> np.ndarray:
-    from tfp_realnvp.data import make_toy
+    from tfp_realnvp.tables import make_toy
 
     return make_toy("moons", 400, 0.05, seed=0)

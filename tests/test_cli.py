@@ -49,7 +49,7 @@ def test_sample_is_seeded_and_written_by_extension(run_dir, tmp_path):
 
 
 def test_evaluate_prints_nats_and_bits(run_dir, tmp_path):
-    from tfp_realnvp.data import make_toy
+    from tfp_realnvp.tables import make_toy
 
     np.save(tmp_path / "test.npy", make_toy("moons", 200, seed=42))
     result = invoke("evaluate", run_dir, "--data", tmp_path / "test.npy", "--json")
@@ -168,7 +168,7 @@ def test_fit_refuses_unusable_data_and_leaves_no_run(tmp_path, name, content, me
 
 
 def test_drop_nonfinite_trains_on_the_clean_rows(tmp_path):
-    from tfp_realnvp.data import make_toy
+    from tfp_realnvp.tables import make_toy
 
     rows = make_toy("moons", 200, seed=3)
     rows[[5, 50, 120], 1] = np.nan

@@ -11,7 +11,7 @@ import pytest
 
 import tfp_realnvp
 from tfp_realnvp.config import FlowConfig, TrainConfig
-from tfp_realnvp.data import make_toy
+from tfp_realnvp.tables import make_toy
 from tfp_realnvp.info import (
     SIGNATURES_FILE,
     describe,

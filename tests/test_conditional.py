@@ -3,11 +3,13 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
@@ -17,8 +19,10 @@ import tfp_realnvp
 from tfp_realnvp import FlowConfig, TrainConfig, build_flow, context_kwargs
 from tfp_realnvp.cli import cli as main
 from tfp_realnvp.errors import ConfigError, DataError
+from tfp_realnvp.rundir import find_model
 from tfp_realnvp.sampling import sample_flow, stateless_seed
 from tfp_realnvp.scoring import per_row_nll
+from tfp_realnvp.tables import TableLayout
 
 REPO = Path(__file__).resolve().parents[1]
 # The moons fixture's flow: small, single, affine; 12 epochs put >97% of samples on the
@@ -77,8 +81,11 @@ def test_fit_records_the_context_columns_and_their_scaling(moons_run):
     config = json.loads((moons_run / "config.json").read_text())
     flow, data = config["flow"], config["data"]
     assert flow["event_dim"] == 2 and flow["context_dim"] == 1
-    assert flow["context_columns"] == [0] and flow["event_columns"] == [1, 2]
-    assert flow["column_names"] == ["label", "x1", "x2"]
+    # Where the columns went is the run's TableLayout now, not FlowConfig fields.
+    layout = TableLayout.from_dict(config["layout"])
+    assert layout.context == (0,) and layout.events == (1, 2)
+    assert layout.names == ("label", "x1", "x2")
+    assert not {"context_columns", "event_columns", "column_names"} & set(flow)
     assert data["context_columns"] == ["label"] and len(data["context_sha256"]) == 64
     # Labels 0/1 in equal numbers: mean 0.5, standard deviation 0.5.
     assert flow["context_shift"] == pytest.approx([0.5], abs=0.02)
@@ -149,7 +156,9 @@ def test_cli_sample_takes_a_context_file_or_values(moons_run, moons_csv, tmp_pat
     result = invoke("sample", moons_run, "-n", 4, "--seed", 2, "--context",
                     tmp_path / "labels.csv", "-o", tmp_path / "per_row.csv")
     assert result.exit_code == 0, result.output
-    per_row = np.loadtxt(tmp_path / "per_row.csv", delimiter=",")
+    # The CSV starts with the event columns' header (the run's layout names them).
+    assert (tmp_path / "per_row.csv").read_text().splitlines()[0] == "x1,x2"
+    per_row = np.loadtxt(tmp_path / "per_row.csv", delimiter=",", skiprows=1)
     flow = tfp_realnvp.load(moons_run)
     expected = sample_flow(flow, 4, 2, context=np.array([[0], [1], [0], [1]], np.float32))
     np.testing.assert_allclose(per_row, expected, rtol=1e-6)
@@ -193,6 +202,66 @@ def test_cli_evaluate_splits_the_recorded_context_columns(moons_run, moons_csv, 
     assert flipped["nll"] > scores["nll"] + 2.0
 
 
+def test_the_layout_is_saved_in_the_run_and_the_export(moons_run, moons_csv, tmp_path):
+    model = find_model(moons_run)
+    assert model.layout.names == ("label", "x1", "x2") and model.layout.context == (0,)
+    target = tfp_realnvp.export(moons_run, tmp_path / "export")
+    extra = target / "assets.extra"
+    assert TableLayout.from_json((extra / "layout.json").read_text()) == model.layout
+    assert find_model(target).layout == model.layout
+    assert tfp_realnvp.info.describe(target)["layout"] == model.layout.to_dict()
+    assert "context_columns" not in json.loads((extra / "flow_config.json").read_text())
+    # `sample -o x.csv` writes the event columns' header; the export finds the context in a
+    # table laid out like the training one by its layout.
+    result = invoke("sample", target, "-n", 1000, "--context", moons_csv, "-o",
+                    tmp_path / "s.csv")
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert lines[0] == "x1,x2" and len(lines) == 1001
+    assert tfp_realnvp.tables.load_array(tmp_path / "s.csv").shape == (1000, 2)
+    # An export written before layout.json: its flow_config.json held the column fields.
+    old = tmp_path / "old_export" / "1"
+    shutil.copytree(target, old)
+    (old / "assets.extra" / "layout.json").unlink()
+    config = json.loads((old / "assets.extra" / "flow_config.json").read_text())
+    config.update(event_columns=[1, 2], context_columns=[0], column_names=["label", "x1", "x2"])
+    (old / "assets.extra" / "flow_config.json").write_text(json.dumps(config))
+    assert find_model(old).layout == model.layout
+    assert find_model(old).config == model.config
+
+
+def test_a_run_written_before_the_layout_still_loads_and_splits(moons_run, moons_csv,
+                                                                 tmp_path):
+    old = tmp_path / "old_run"
+    shutil.copytree(moons_run, old)
+    config = json.loads((old / "config.json").read_text())
+    layout = TableLayout.from_dict(config.pop("layout"))
+    config["flow"].update(event_columns=[1, 2], context_columns=[0],
+                          column_names=["label", "x1", "x2"])
+    (old / "config.json").write_text(json.dumps(config))
+    assert find_model(old).layout == layout
+    scores = [json.loads(invoke("evaluate", run, "--data", moons_csv, "--json").output)["nll"]
+              for run in (moons_run, old)]
+    assert scores[0] == pytest.approx(scores[1], rel=1e-6)
+
+
+def test_fit_takes_dataframes_and_records_their_names(tmp_path):
+    x, label = moons_table(200)
+    result = tfp_realnvp.fit(pd.DataFrame(x, columns=["u", "v"]), tmp_path / "run",
+                             FlowConfig(num_couplings=2, hidden_units=8),
+                             TrainConfig(epochs=1, batch_size=64),
+                             context=pd.DataFrame(label, columns=["moon"]))
+    layout = find_model(tmp_path / "run").layout
+    assert layout.names == ("u", "v", "moon") and layout.context == (2,)
+    # A table with those names in another order: the context is found by name.
+    path = tmp_path / "table.csv"
+    np.savetxt(path, np.c_[label, x], delimiter=",", header="moon,u,v", comments="")
+    scores = invoke("evaluate", tmp_path / "run", "--data", path, "--json")
+    assert scores.exit_code == 0, scores.output
+    assert json.loads(scores.output)["nll"] == pytest.approx(
+        per_row_nll(result.flow, x, context=label).mean(), rel=1e-5)
+
+
 @pytest.mark.parametrize("args, message", [
     (["sample", "-n", 3], "This model is conditional: it models p\\(x | c\\) with 1 context "
                           "column\\(s\\). Pass the context with --context FILE \\(its "
@@ -220,8 +289,8 @@ def test_cli_context_columns_by_position_without_a_header(tmp_path):
     result = invoke("fit", "--data", path, "--context-columns", "2", "--out",
                     tmp_path / "run", *TINY_FLOW)
     assert result.exit_code == 0, result.output
-    flow_config = json.loads((tmp_path / "run" / "config.json").read_text())["flow"]
-    assert flow_config["context_columns"] == [2] and flow_config["column_names"] is None
+    layout = tfp_realnvp.rundir.find_model(tmp_path / "run").layout
+    assert layout.context == (2,) and layout.names is None
     scores = invoke("evaluate", tmp_path / "run", "--data", path, "--json")
     assert scores.exit_code == 0, scores.output
     flow = tfp_realnvp.load(tmp_path / "run")

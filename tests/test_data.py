@@ -3,20 +3,20 @@
 import numpy as np
 import pytest
 
-from tfp_realnvp import data as data_lib
 from tfp_realnvp import prepare as prepare_lib
-from tfp_realnvp.data import DataError
+from tfp_realnvp import tables
+from tfp_realnvp.errors import DataError
 
 
 def test_csv_with_header_and_npy_load_as_float32(tmp_path):
     csv = tmp_path / "table.csv"
     csv.write_text("a,b,c\n1,2,3\n4.5,-6,7e-1\n\n")
-    loaded = data_lib.load_array(csv)
+    loaded = tables.load_array(csv)
     assert loaded.dtype == np.float32
     np.testing.assert_allclose(loaded, [[1, 2, 3], [4.5, -6, 0.7]], rtol=1e-6)
     npy = tmp_path / "table.npy"
     np.save(npy, loaded.astype(np.float64))
-    np.testing.assert_array_equal(data_lib.load_array(npy), loaded)
+    np.testing.assert_array_equal(tables.load_array(npy), loaded)
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_bad_csv_is_refused_with_its_reason(tmp_path, name, content, message):
     path = tmp_path / name
     path.write_text(content)
     with pytest.raises(DataError, match=message) as info:
-        data_lib.load_array(path)
+        tables.load_array(path)
     assert str(path) in str(info.value)
 
 
@@ -51,23 +51,23 @@ def test_bad_npy_is_refused(tmp_path, array, message):
     path = tmp_path / "bad.npy"
     np.save(path, array)
     with pytest.raises(DataError, match=message):
-        data_lib.load_array(path)
+        tables.load_array(path)
 
 
 def test_missing_file_and_wrong_width(tmp_path):
     with pytest.raises(DataError, match=r"no such file"):
-        data_lib.load_array(tmp_path / "absent.csv")
+        tables.load_array(tmp_path / "absent.csv")
     with pytest.raises(DataError, match=r"3 columns; this model expects 2 \(shape \[N, 2\]\)"):
-        data_lib.validate_array(np.zeros((4, 3)), "x", expected_width=2)
+        tables.validate_array(np.zeros((4, 3)), "x", expected_width=2)
 
 
 def test_toy_sets_and_unknown_name():
-    for name in data_lib.TOY_DATASETS:
-        points = data_lib.make_toy(name, 50, 0.05, seed=1)
+    for name in tables.TOY_DATASETS:
+        points = tables.make_toy(name, 50, 0.05, seed=1)
         assert points.shape == (50, 2) and points.dtype == np.float32
-        np.testing.assert_array_equal(points, data_lib.make_toy(name, 50, 0.05, seed=1))
+        np.testing.assert_array_equal(points, tables.make_toy(name, 50, 0.05, seed=1))
     with pytest.raises(DataError, match=r"Unknown dataset 'spiral'; choose one of blobs"):
-        data_lib.make_toy("spiral")
+        tables.make_toy("spiral")
 
 
 def test_split_is_seeded_and_disjoint():
@@ -83,8 +83,8 @@ def test_split_is_seeded_and_disjoint():
 def test_save_array_round_trips(tmp_path):
     data = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
     for name in ("out.csv", "out.npy"):
-        data_lib.save_array(data, tmp_path / name)
-        np.testing.assert_allclose(data_lib.load_array(tmp_path / name), data, rtol=1e-6)
+        tables.save_array(data, tmp_path / name)
+        np.testing.assert_allclose(tables.load_array(tmp_path / name), data, rtol=1e-6)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.npy"]
 
 
@@ -106,13 +106,13 @@ def _write(path, content):
     ("blank_lines.csv", "\n\na,b,c\n1,2,3\n\n4.5,-6,0.7\n\n"),
 ])
 def test_csv_dialects_are_read_alike(tmp_path, name, content):
-    loaded = data_lib.load_array(_write(tmp_path / name, content))
+    loaded = tables.load_array(_write(tmp_path / name, content))
     np.testing.assert_allclose(loaded, [[1, 2, 3], [4.5, -6, 0.7]], rtol=1e-6)
 
 
 def test_integer_npy_is_read_as_float32(tmp_path):
     table = np.arange(12, dtype=np.int64).reshape(4, 3)
-    loaded = data_lib.load_array(_write(tmp_path / "ints.npy", table))
+    loaded = tables.load_array(_write(tmp_path / "ints.npy", table))
     assert loaded.dtype == np.float32 and np.array_equal(loaded, table)
 
 
@@ -120,7 +120,7 @@ def test_large_tables_load_with_the_vectorised_reader(tmp_path):
     rows = np.random.default_rng(0).standard_normal((200_000, 5)).astype(np.float32)
     path = tmp_path / "big.csv"
     np.savetxt(path, rows, delimiter=",", fmt="%.6g", header="a,b,c,d,e", comments="")
-    loaded = data_lib.load_array(path)
+    loaded = tables.load_array(path)
     assert loaded.shape == (200_000, 5)
     np.testing.assert_allclose(loaded, rows, rtol=1e-5, atol=1e-6)
 
@@ -136,7 +136,7 @@ def test_large_tables_load_with_the_vectorised_reader(tmp_path):
 ])
 def test_unusable_files_are_refused(tmp_path, name, content, message):
     with pytest.raises(DataError, match=message):
-        data_lib.load_array(_write(tmp_path / name, content))
+        tables.load_array(_write(tmp_path / name, content))
 
 
 def test_constant_columns_and_tiny_tables_cannot_be_fitted():
@@ -151,5 +151,5 @@ def test_constant_columns_and_tiny_tables_cannot_be_fitted():
 def test_drop_nonfinite_rows_counts_them():
     table = np.arange(12.0).reshape(6, 2)
     table[1, 0], table[4, 1] = np.nan, np.inf
-    kept, dropped = data_lib.drop_nonfinite_rows(table)
+    kept, dropped = tables.drop_nonfinite_rows(table)
     assert dropped == 2 and kept.shape == (4, 2) and np.isfinite(kept).all()

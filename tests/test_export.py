@@ -24,8 +24,8 @@ from serving_checks import (
 import tfp_realnvp
 from tfp_realnvp import FlowConfig, TrainConfig, build_flow
 from tfp_realnvp import training as train_lib
-from tfp_realnvp.data import make_toy
 from tfp_realnvp.serving import BATCHABLE_SIGNATURES, WARMUP_FILE
+from tfp_realnvp.tables import make_toy
 
 tfd = tfp.distributions
 STATEFUL_RANDOM = {"RandomStandardNormal", "RandomUniform", "RandomUniformInt",

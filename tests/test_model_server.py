@@ -21,7 +21,7 @@ import tensorflow as tf
 import tfp_realnvp
 from tfp_realnvp import FlowConfig, TrainConfig
 from tfp_realnvp import training as train_lib
-from tfp_realnvp.data import make_toy
+from tfp_realnvp.tables import make_toy
 
 SERVER = os.environ.get("TFP_REALNVP_MODEL_SERVER") or shutil.which("tensorflow_model_server")
 pytestmark = pytest.mark.skipif(

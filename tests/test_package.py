@@ -83,9 +83,9 @@ def test_cli_options_are_the_config_fields():
 
 def test_library_errors_say_what_happened(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
-        tfp_realnvp.data.load_array(tmp_path / "absent.csv")
+        tfp_realnvp.tables.load_array(tmp_path / "absent.csv")
     with pytest.raises(FileNotFoundError, match="a directory, not a file"):
-        tfp_realnvp.data.load_array(tmp_path)
+        tfp_realnvp.tables.load_array(tmp_path)
     with pytest.raises(tfp_realnvp.ConfigError, match="'num_couplings' must be >= 2; got 1"):
         FlowConfig(num_couplings=1)
     assert issubclass(tfp_realnvp.ConfigError, ValueError)
@@ -97,7 +97,7 @@ def test_cli_keeps_the_traceback_of_a_bug(monkeypatch, tmp_path):
     def broken(*args, **kwargs):
         raise RuntimeError("a bug, not bad input")
 
-    monkeypatch.setattr(tfp_realnvp.data, "make_toy", broken)
+    monkeypatch.setattr(tfp_realnvp.tables, "make_toy", broken)
     result = CliRunner().invoke(cli, ["fit", "--out", str(tmp_path / "run"), "--quiet"])
     assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
 

@@ -14,10 +14,10 @@ from conftest import randomise_weights, suite_flow
 import tfp_realnvp
 from tfp_realnvp import FlowConfig, build_flow
 from tfp_realnvp.cli import cli
-from tfp_realnvp.data import make_toy
 from tfp_realnvp.errors import ConfigError
 from tfp_realnvp.flow import decode, encode
 from tfp_realnvp.plots import DPI, plot_flow, plot_model, samples_figure, save_png
+from tfp_realnvp.tables import make_toy
 
 HISTORY = {"history": [{"epoch": e, "train_nll": 2.0 - 0.1 * e, "validation_nll": 2.1 - 0.08 * e,
                         "seconds": 0.1} for e in range(1, 6)],
@@ -199,3 +199,16 @@ def test_cli_fit_plot_and_plot_draw_the_trained_model(tmp_path):
     assert bad.exit_code == 1 and "column indices in [0, 1]" in bad.output
     assert invoke("plot", run, "-o", tmp_path / "x.svg").exit_code == 2
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.svg").exists()
+
+
+def test_axes_carry_the_layouts_column_names(flow_2d):
+    flow, data = flow_2d
+    axes = axes_of(plot_model(flow, data, num_samples=64, grid_size=10,
+                              names=("width", "height")))
+    assert (axes["data"].get_xlabel(), axes["data"].get_ylabel()) == ("width", "height")
+    assert axes["decoded"].get_xlabel() == "width" and axes["latent"].get_xlabel() == "z0"
+    assert axes["log_density"].get_ylabel() == "height"
+    unnamed = axes_of(plot_model(flow, data, num_samples=64, grid_size=10))
+    assert unnamed["data"].get_xlabel() == "x0"
+    with pytest.raises(ConfigError, match="'names' must name the 2 event columns"):
+        plot_model(flow, data, num_samples=64, grid_size=10, names=("a",))

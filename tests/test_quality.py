@@ -11,11 +11,11 @@ from click.testing import CliRunner
 
 import tfp_realnvp
 from tfp_realnvp import FlowConfig, TrainConfig, build_flow
-from tfp_realnvp import data as data_lib
 from tfp_realnvp import prepare as prepare_lib
 from tfp_realnvp.bench import quality
 from tfp_realnvp.cli import cli
 from tfp_realnvp.scoring import per_row_nll
+from tfp_realnvp.tables import make_toy
 
 tfd = tfp.distributions
 
@@ -65,7 +65,7 @@ def test_training_keeps_epoch_zero_unless_it_is_beaten(tmp_path, ensemble_size):
 
 
 def test_far_points_get_a_finite_density_that_falls_off_like_the_gaussians(tmp_path):
-    data = data_lib.make_toy("moons", 1000, seed=4)
+    data = make_toy("moons", 1000, seed=4)
     result = tfp_realnvp.fit(data, tmp_path / "run", settings={
         "epochs": 30, "time_budget": 60, "ensemble_size": 1, "jit_compile": False})
     gaussian = gaussian_of(data)
@@ -140,7 +140,7 @@ def test_auto_sizes_from_the_table_shape(rows, dim, members, coupling):
 
 
 def test_evaluate_reports_quantiles_and_writes_per_row_scores(tmp_path):
-    data = data_lib.make_toy("moons", 300, seed=5)
+    data = make_toy("moons", 300, seed=5)
     tfp_realnvp.fit(data, tmp_path / "run", FlowConfig(num_couplings=2, hidden_units=8),
                     TrainConfig(epochs=2))
     np.save(tmp_path / "x.npy", data[:40])

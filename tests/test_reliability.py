@@ -14,9 +14,9 @@ import tensorflow as tf
 
 import tfp_realnvp
 from tfp_realnvp import FlowConfig, TrainConfig
-from tfp_realnvp.data import make_toy
 from tfp_realnvp.errors import RunLockedError, TrainingDivergedError
 from tfp_realnvp.rundir import RunDir
+from tfp_realnvp.tables import make_toy
 
 # Slow enough epochs (47 steps) that a signal lands mid-run; small enough to finish fast.
 OPTIONS = ["--num-couplings", "2", "--hidden-units", "16", "--coupling", "affine",

@@ -11,7 +11,7 @@ import tf_keras
 from tfp_realnvp import FlowConfig, TrainConfig
 from tfp_realnvp import schedule as schedule_lib
 from tfp_realnvp import training as train_lib
-from tfp_realnvp.data import make_toy
+from tfp_realnvp.tables import make_toy
 from tfp_realnvp.training import loop as loop_lib
 
 PEAK = 5e-3

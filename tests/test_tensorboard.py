@@ -12,7 +12,7 @@ import tfp_realnvp
 from tfp_realnvp import FlowConfig, TrainConfig
 from tfp_realnvp import prepare as prepare_lib
 from tfp_realnvp import training as train_lib
-from tfp_realnvp.data import make_toy
+from tfp_realnvp.tables import make_toy
 
 TINY = {"epochs": 3, "ensemble_size": 1, "hidden_units": 8, "num_couplings": 2,
         "coupling": "affine", "jit_compile": False, "batch_size": 64, "time_budget": None}

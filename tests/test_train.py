@@ -10,8 +10,9 @@ import tfp_realnvp
 from tfp_realnvp import FlowConfig, TrainConfig, build_flow
 from tfp_realnvp import prepare as prepare_lib
 from tfp_realnvp import training as train_lib
-from tfp_realnvp.data import DataError, make_toy
+from tfp_realnvp.errors import DataError
 from tfp_realnvp.scoring import mean_nll
+from tfp_realnvp.tables import make_toy
 
 SMALL_FLOW = FlowConfig(num_couplings=4, hidden_units=32, num_hidden_layers=2)
 

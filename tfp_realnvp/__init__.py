@@ -30,9 +30,9 @@ _EXPORTS = {
     "DataError": "errors",
     "ConfigError": "errors",
 }
-_SUBMODULES = ("auto", "bench", "bijectors", "cli", "config", "data", "errors", "flow", "info",
+_SUBMODULES = ("auto", "bench", "bijectors", "cli", "config", "errors", "files", "flow", "info",
                "networks", "plots", "prepare", "rundir", "sampling", "scoring", "serving",
-               "summaries", "training")
+               "summaries", "tables", "training")
 
 __all__ = ["AffineCoupling", "ConfigError", "DataError", "FlowConfig", "TfpRealnvpError",
            "TrainConfig", "bijector_kwargs", "build_flow", "context_kwargs", "couplings",

@@ -95,9 +95,12 @@ class _Config:
     # config written before them described (a missing key is read as this, not as the
     # field's default for new configs).
     LEGACY_VALUES: ClassVar[dict[str, Any]] = {}
+    # Keys configs once held that no field reads any more.
+    LEGACY_IGNORED: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]):
+        values = {k: v for k, v in values.items() if k not in cls.LEGACY_IGNORED}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -127,12 +130,15 @@ class FlowConfig(_Config):
 
     A conditional flow (`context_dim > 0`) standardises its context inside the flow,
     `(c - context_shift) / context_scale` with the training context's column means and
-    standard deviations, so callers always pass raw context values. `event_columns`,
-    `context_columns` and `column_names` record where a table's columns went (set by the
-    CLI; the CLI splits evaluation tables the same way).
+    standard deviations, so callers always pass raw context values. Where a table's
+    columns went is no flow fact: see `tfp_realnvp.tables.TableLayout`.
     """
 
     LEGACY_VALUES: ClassVar[dict[str, Any]] = {"spline_direction": "sampling"}
+    # Keys of configs written before the table layout left FlowConfig; `from_dict` skips
+    # them (`tables.split_legacy_flow` reads them into a TableLayout).
+    LEGACY_IGNORED: ClassVar[tuple[str, ...]] = ("event_columns", "context_columns",
+                                                 "column_names")
 
     event_dim: int = setting(2, "Width of an event (columns of the data).", low=2, cli=False)
     coupling: str = setting("affine", "Coupling kind: affine (RealNVP) or rational-quadratic "
@@ -174,25 +180,12 @@ class FlowConfig(_Config):
         None, "Column means of the training context (conditional flows).", cli=False)
     context_scale: tuple[float, ...] | None = setting(
         None, "Column standard deviations of the training context.", cli=False)
-    event_columns: tuple[int, ...] | None = setting(
-        None, "0-based positions of the event columns in the training table (CLI).",
-        cli=False)
-    context_columns: tuple[int, ...] | None = setting(
-        None, "0-based positions of the context columns in the training table (CLI).",
-        cli=False)
-    column_names: tuple[str, ...] | None = setting(
-        None, "Header of the training table, every column (None: it had none).", cli=False)
 
     def __post_init__(self) -> None:
         for name in ("data_shift", "data_scale", "context_shift", "context_scale"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(float(v) for v in value))
-        for name, kind in (("event_columns", int), ("context_columns", int),
-                           ("column_names", str)):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, tuple(kind(v) for v in value))
         if self.data_tril is not None:
             object.__setattr__(self, "data_tril",
                                tuple(tuple(float(v) for v in row) for row in self.data_tril))
@@ -216,11 +209,6 @@ class FlowConfig(_Config):
                                   f"entries; got {len(value)}.")
         if self.context_scale is not None and not all(s > 0 for s in self.context_scale):
             raise ConfigError(f"'context_scale' entries must be > 0; got {self.context_scale}.")
-        for name, width in (("event_columns", self.event_dim),
-                            ("context_columns", self.context_dim)):
-            value = getattr(self, name)
-            if value is not None and len(value) != width:
-                raise ConfigError(f"'{name}' must have {width} entries; got {len(value)}.")
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()

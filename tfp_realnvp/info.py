@@ -27,7 +27,8 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     """A JSON-ready summary of a run or an export.
 
     Keys: `kind` ("run" or "export"), `path`, `event_dim`, `context_dim`, `ensemble_size`,
-    `flow` (the FlowConfig), `metrics` (the summary keys of metrics.json, None when the
+    `flow` (the FlowConfig), `layout` (the training table's columns: a `TableLayout` as
+    JSON, None when not recorded), `metrics` (the summary keys of metrics.json, None when the
     model has none), `versions` (software that wrote it; None when not recorded); a run
     adds `train` (the TrainConfig), `data` and `auto`; an export adds `versions_on_disk`
     (its model folder's integer versions), `signatures` (name -> inputs and outputs with
@@ -43,6 +44,7 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         "kind": model.kind, "path": str(model.path), "event_dim": flow.event_dim,
         "context_dim": flow.context_dim, "ensemble_size": flow.ensemble_size,
         "flow": {k: v for k, v in flow.to_dict().items() if not k.startswith("data_")},
+        "layout": None if model.layout is None else model.layout.to_dict(),
         "metrics": None if metrics is None else {k: metrics[k] for k in METRIC_KEYS
                                                  if k in metrics},
         "versions": None if metrics is None else metrics.get("versions"),
@@ -150,6 +152,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append(f"dimension: {summary['event_dim']} (context {summary['context_dim']}, "
                  f"ensemble of {summary['ensemble_size']})")
     lines.append("flow: " + _pairs(summary["flow"]))
+    if summary.get("layout"):
+        lines.append("columns: " + ", ".join(
+            f"{c['name'] if c['name'] is not None else i} ({c['role']})"
+            for i, c in enumerate(summary["layout"]["columns"])))
     if "train" in summary:
         lines.append("train: " + _pairs(summary["train"]))
         lines.append("data: " + _pairs({k: v for k, v in summary["data"].items()

@@ -88,7 +88,7 @@ def flow_pictures(flow: tfd.Distribution, data: np.ndarray, num_samples: int = 2
 
 
 def _checked_data(data: np.ndarray, dim: int) -> np.ndarray:
-    from tfp_realnvp.data import validate_array
+    from tfp_realnvp.tables import validate_array
 
     return validate_array(data, "plot data", expected_width=dim)
 
@@ -107,10 +107,16 @@ def check_columns(columns: Sequence[int] | None, dim: int) -> tuple[int, ...]:
     return columns
 
 
+def column_label(column: int, names: Sequence[str] | None = None, symbol: str = "x") -> str:
+    """An axis label: the column's name from the table layout, else `x<position>`."""
+    return names[column] if names is not None and symbol == "x" else f"{symbol}{column}"
+
+
 def draw_maps(axes: Sequence[Axes], pictures: FlowPictures, columns: Sequence[int],
-              ensemble: bool) -> None:
+              ensemble: bool, names: Sequence[str] | None = None) -> None:
     """The original notebook's four panels, each a scatter of two columns `(a, b)`:
-    data in data space, data in latent space, base draws, base draws in data space."""
+    data in data space, data in latent space, base draws, base draws in data space (their
+    axes named by `names`, the event columns' names, when given)."""
     a, b = columns[:2]
     whose = " (member 0's map)" if ensemble else ""
     panels = [
@@ -123,8 +129,8 @@ def draw_maps(axes: Sequence[Axes], pictures: FlowPictures, columns: Sequence[in
         axis.set_label(label)
         axis.scatter(rows[:, a], rows[:, b], s=2, color=color, alpha=0.6, linewidths=0)
         axis.set_title(title, fontsize=10)
-        axis.set_xlabel(f"{symbol}{a}")
-        axis.set_ylabel(f"{symbol}{b}")
+        axis.set_xlabel(column_label(a, names, symbol))
+        axis.set_ylabel(column_label(b, names, symbol))
     limits = _limits(pictures.data, a), _limits(pictures.data, b)
     for axis in (axes[0], axes[3]):  # data space: the same window for data and samples
         axis.set_xlim(*limits[0])
@@ -151,7 +157,8 @@ def log_density_grid(flow: tfd.Distribution, data: np.ndarray,
 
 
 def draw_log_density(axis: Axes, flow: tfd.Distribution, data: np.ndarray,
-                     grid_size: int = 150, swap: bool = False) -> np.ndarray:
+                     grid_size: int = 150, swap: bool = False,
+                     names: Sequence[str] | None = None) -> np.ndarray:
     """The 2-D model's log-density map (floored 12 nats below its peak so the shape shows),
     x0 across and x1 up (`swap`: the other way round); returns the unfloored grid of
     `log_density_grid`."""
@@ -163,14 +170,14 @@ def draw_log_density(axis: Axes, flow: tfd.Distribution, data: np.ndarray,
     image = axis.imshow(np.maximum(shown, log_density.max() - 12), origin="lower",
                         extent=extent, aspect="auto")
     axis.figure.colorbar(image, ax=axis)
-    axis.set_xlabel("x1" if swap else "x0")
-    axis.set_ylabel("x0" if swap else "x1")
+    axis.set_xlabel(column_label(1 if swap else 0, names))
+    axis.set_ylabel(column_label(0 if swap else 1, names))
     axis.set_title("model log-density log p(x)", fontsize=10)
     return log_density
 
 
 def draw_pairs(figure: Figure, cell: SubplotSpec, data: np.ndarray, samples: np.ndarray,
-               columns: Sequence[int]) -> None:
+               columns: Sequence[int], names: Sequence[str] | None = None) -> None:
     """Pairwise marginals: below the diagonal the data, above it the model's samples (axes
     labelled `pair_i_j`: column `columns[j]` across, `columns[i]` up), on the diagonal both
     histograms of column `columns[i]` (`pair_i_i`)."""
@@ -193,11 +200,11 @@ def draw_pairs(figure: Figure, cell: SubplotSpec, data: np.ndarray, samples: np.
                 axis.set_ylim(*_limits(data, row))
             axis.set_xlim(*_limits(data, col))
             if i == k - 1:
-                axis.set_xlabel(f"x{col}")
+                axis.set_xlabel(column_label(col, names))
             else:
                 axis.set_xticklabels([])
             if j == 0 and i != j:
-                axis.set_ylabel(f"x{row}")
+                axis.set_ylabel(column_label(row, names))
             elif i != j:
                 axis.set_yticklabels([])
             if i == j == 0:
@@ -245,7 +252,7 @@ def has_history(metrics: dict[str, Any] | None) -> bool:
 def plot_model(flow: tfd.Distribution, data: np.ndarray, metrics: dict[str, Any] | None = None,
                columns: Sequence[int] | None = None, num_samples: int = 2000, seed: int = 0,
                grid_size: int = 150, max_points: int = 2000,
-               title: str | None = None) -> Figure:
+               title: str | None = None, names: Sequence[str] | None = None) -> Figure:
     """One figure of a trained flow, returned (`save_png` writes it).
 
     Rows of panels (axes carry labels, see `draw_*`):
@@ -265,6 +272,8 @@ def plot_model(flow: tfd.Distribution, data: np.ndarray, metrics: dict[str, Any]
       grid_size: points per axis of the log-density map.
       max_points: data rows drawn at most.
       title: a line above the figure.
+      names: the event columns' names (`TableLayout.event_names`) for the axes; None:
+        x0, x1, ...
     """
     if flow_context_dim(flow):
         raise ConfigError("Plots draw unconditional flows; this one is conditional "
@@ -272,6 +281,8 @@ def plot_model(flow: tfd.Distribution, data: np.ndarray, metrics: dict[str, Any]
                           "and decode instead.")
     dim = int(flow.event_shape[-1])
     columns = check_columns(columns, dim)
+    if names is not None and len(names) != dim:
+        raise ConfigError(f"'names' must name the {dim} event columns; got {list(names)}.")
     pictures = flow_pictures(flow, data, num_samples, seed, max_points)
     width = 5 if dim == 2 else 4
     rows = [("maps", PANEL_INCHES)]
@@ -286,12 +297,12 @@ def plot_model(flow: tfd.Distribution, data: np.ndarray, metrics: dict[str, Any]
         if kind == "maps":
             cells = outer[index].subgridspec(1, width)
             axes = [figure.add_subplot(cells[0, i]) for i in range(width)]
-            draw_maps(axes[:4], pictures, columns, num_members(flow) > 1)
+            draw_maps(axes[:4], pictures, columns, num_members(flow) > 1, names)
             if dim == 2:
                 draw_log_density(axes[4], flow, pictures.data, grid_size,
-                                 swap=tuple(columns[:2]) == (1, 0))
+                                 swap=tuple(columns[:2]) == (1, 0), names=names)
         elif kind == "pairs":
-            draw_pairs(figure, outer[index], pictures.data, pictures.samples, columns)
+            draw_pairs(figure, outer[index], pictures.data, pictures.samples, columns, names)
         else:
             draw_history(figure.add_subplot(outer[index]), metrics)
     if title:

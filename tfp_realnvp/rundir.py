@@ -1,13 +1,15 @@
 """Runs and exports on disk: their layout, atomic writes, and `load` from either.
 
 ```none
-RUN_DIR/config.json     {"flow": FlowConfig, "train": TrainConfig, "data": {...}}
+RUN_DIR/config.json     {"flow": FlowConfig, "train": TrainConfig, "data": {...},
+                         "layout": TableLayout or null}
 RUN_DIR/checkpoints/    training state (weights, optimizer, best weights, epoch) for resume
 RUN_DIR/model/          the best weights (lowest validation NLL): what `load` restores
 RUN_DIR/metrics.json    per-epoch train/validation NLL, best epoch, wall time, ...
 
 BASE/NAME/VERSION/saved_model.pb, variables/         an export (see `serving.py`)
 BASE/NAME/VERSION/assets.extra/flow_config.json      rebuilds the flow
+BASE/NAME/VERSION/assets.extra/layout.json           the training table's layout (if any)
 ```
 Every file is written through `atomic_write`: a reader (a resumed run, a model server
 polling for versions) sees the old content or the new, never half of it.
@@ -17,17 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tfp_realnvp.config import FlowConfig, TrainConfig
 from tfp_realnvp.errors import ModelNotFoundError, RunExistsError, RunLockedError
+from tfp_realnvp.files import atomic_write, write_json
+from tfp_realnvp.tables.layout import TableLayout, split_legacy_flow
 
 if TYPE_CHECKING:
     from tensorflow_probability import distributions as tfd
@@ -44,75 +45,34 @@ LOCK_FILE = ".lock"
 SAVED_MODEL_FILE = "saved_model.pb"
 ASSETS_EXTRA = "assets.extra"
 FLOW_CONFIG_FILE = "flow_config.json"
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
-    """Yields a hidden temporary path beside `path`; write a file or a folder there.
-
-    When the block ends without error the temporary path is renamed to `path` (one rename
-    on the same file system); on error it is removed and `path` is untouched. With
-    `replace=False` an existing `path` is never replaced: RunExistsError.
-
-    Args:
-      path: the final file or folder.
-      replace: whether an existing `path` may be replaced by the new content.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        yield tmp
-        _move_into_place(tmp, path, replace)
-    finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
-
-
-def _move_into_place(tmp: Path, path: Path, replace: bool) -> None:
-    if not replace or not path.exists():
-        if path.exists():
-            raise RunExistsError(f"{path} already exists and is never overwritten.")
-        try:
-            os.rename(tmp, path)  # a folder onto a non-empty folder fails rather than merge
-        except OSError as error:
-            if error.errno in (errno.ENOTEMPTY, errno.EEXIST):  # another process was first
-                raise RunExistsError(f"{path} already exists and is never overwritten.") from None
-            raise
-    elif tmp.is_dir():
-        old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
-
-
-def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> None:
-    """Writes `payload` as indented JSON, atomically; NaN or inf is an error, not 'NaN'."""
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
+LAYOUT_FILE = "layout.json"
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """What config.json holds: the flow, the training settings, where the data came from,
-    and which settings `auto.choose` picked (with its reasons)."""
+    which settings `auto.choose` picked (with its reasons), and the training table's
+    layout (None: trained from arrays). A config written before the layout existed keeps
+    it in its flow fields; it is read from there."""
 
     flow: FlowConfig
     train: TrainConfig
     data: dict[str, Any]
     auto: dict[str, Any] = dataclasses.field(default_factory=dict)
+    layout: TableLayout | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"flow": self.flow.to_dict(), "train": self.train.to_dict(), "data": self.data,
-                "auto": self.auto}
+                "auto": self.auto,
+                "layout": None if self.layout is None else self.layout.to_dict()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
-        return cls(FlowConfig.from_dict(values["flow"]), TrainConfig.from_dict(values["train"]),
-                   values.get("data", {}), values.get("auto", {}))
+        flow, legacy = split_legacy_flow(values["flow"])
+        layout = values.get("layout")
+        return cls(FlowConfig.from_dict(flow), TrainConfig.from_dict(values["train"]),
+                   values.get("data", {}), values.get("auto", {}),
+                   legacy if layout is None else TableLayout.from_dict(layout))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,6 +255,18 @@ def read_export_config(version_dir: Path) -> FlowConfig:
     return FlowConfig.from_json(path.read_text())
 
 
+def read_export_layout(version_dir: Path) -> TableLayout | None:
+    """An export's table layout: `assets.extra/layout.json`, else (an export written before
+    it) the column fields of its flow_config.json; None when it records none."""
+    path = version_dir / ASSETS_EXTRA / LAYOUT_FILE
+    if path.is_file():
+        return TableLayout.from_json(path.read_text())
+    config_file = version_dir / ASSETS_EXTRA / FLOW_CONFIG_FILE
+    if not config_file.is_file():
+        return None
+    return split_legacy_flow(json.loads(config_file.read_text()))[1]
+
+
 @dataclasses.dataclass(frozen=True)
 class Model:
     """A trained flow found on disk: a run directory or an export version folder."""
@@ -307,6 +279,13 @@ class Model:
         if self.kind == "run":
             return RunDir(self.path).read_config().flow
         return read_export_config(self.path)
+
+    @property
+    def layout(self) -> TableLayout | None:
+        """The training table's layout (column names, events, context), None if unknown."""
+        if self.kind == "run":
+            return RunDir(self.path).read_config().layout
+        return read_export_layout(self.path)
 
     @property
     def metrics(self) -> dict[str, Any] | None:

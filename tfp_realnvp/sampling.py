@@ -6,8 +6,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_realnvp.data import context_for_model
 from tfp_realnvp.flow import context_kwargs, flow_context_dim
+from tfp_realnvp.tables import context_for_model
 
 tfd = tfp.distributions
 

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_realnvp import data as data_lib
+from tfp_realnvp import tables
 from tfp_realnvp.config import TOY_DATASET_NAMES
 from tfp_realnvp.flow import context_kwargs, flow_context_dim
 from tfp_realnvp.rundir import RunDir
@@ -40,7 +40,7 @@ def per_row_nll(flow: tfd.Distribution, data: np.ndarray,
       how: how the caller passes a context, for the error a missing one gets.
     """
     data = np.asarray(data, np.float32)
-    context = data_lib.context_for_model(context, flow_context_dim(flow), len(data), how=how)
+    context = tables.context_for_model(context, flow_context_dim(flow), len(data), how=how)
     chunks = []
     for start in range(0, len(data), batch_size):
         rows = slice(start, start + batch_size)
@@ -79,7 +79,7 @@ def summarise(nll: np.ndarray, dim: int) -> dict[str, Any]:
 def fresh_toy_points(dataset: str, noise: float, seed: int,
                      num_points: int = DEFAULT_TEST_POINTS) -> np.ndarray:
     """Points of a built-in toy set that training never saw (seed offset from `seed`)."""
-    return data_lib.make_toy(dataset, num_points, noise, seed + TEST_SEED_OFFSET)
+    return tables.make_toy(dataset, num_points, noise, seed + TEST_SEED_OFFSET)
 
 
 def score_fresh_toy(flow: tfd.Distribution, dataset: str, noise: float, seed: int,

@@ -5,6 +5,7 @@ Layout (what `tensorflow_model_server --model_base_path=BASE/NAME` expects):
 ```none
 BASE/NAME/VERSION/saved_model.pb, variables/       tag "serve"
 BASE/NAME/VERSION/assets.extra/flow_config.json     rebuilds the flow (`load`)
+                              /layout.json          the training table's layout (if known)
                               /metrics.json         the training run's metrics
                               /export_info.json     TF/TFP versions that wrote it, signatures
                               /signatures.json      each signature's tensors, files' sha256
@@ -33,10 +34,12 @@ from tfp_realnvp.info import record_signatures
 from tfp_realnvp.rundir import (
     ASSETS_EXTRA,
     FLOW_CONFIG_FILE,
+    LAYOUT_FILE,
     METRICS_FILE,
     atomic_write,
     find_model,
 )
+from tfp_realnvp.tables.layout import TableLayout
 
 tfd = tfp.distributions
 
@@ -194,10 +197,12 @@ def write_warmup_requests(path: Path, model_name: str, config: FlowConfig) -> in
 
 
 def _write_assets(version_dir: Path, name: str, config: FlowConfig,
-                  metrics: dict[str, Any] | None) -> None:
+                  metrics: dict[str, Any] | None, layout: TableLayout | None = None) -> None:
     extra = version_dir / ASSETS_EXTRA
     extra.mkdir()
     (extra / FLOW_CONFIG_FILE).write_text(config.to_json() + "\n")
+    if layout is not None:
+        (extra / LAYOUT_FILE).write_text(layout.to_json() + "\n")
     if metrics is not None:
         (extra / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     info = {
@@ -229,6 +234,7 @@ def export(
     name: str = "realnvp",
     version: int | None = None,
     config: FlowConfig | None = None,
+    layout: TableLayout | None = None,
 ) -> Path:
     """Exports a trained flow to `base_dir/name/version/` and returns that path.
 
@@ -244,8 +250,10 @@ def export(
       name: the model's name (a plain folder name).
       version: a positive integer; default: one more than the highest version there.
       config: the `FlowConfig` of a live flow passed as `source`.
+      layout: the training table's `TableLayout` of a live flow (a run's or an export's
+        own layout is kept), saved as `assets.extra/layout.json`.
     """
-    flow, config, metrics = _resolve_source(source, config)
+    flow, config, metrics, layout = _resolve_source(source, config, layout)
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"'name' must be a plain folder name; got {name!r}.")
     model_dir = Path(base_dir) / name
@@ -263,7 +271,7 @@ def export(
                 module = FlowServingModule(flow, config)
                 with _quiet_tf_logger():
                     tf.saved_model.save(module, str(staging), signatures=module.signatures())
-                _write_assets(staging, name, config, metrics)
+                _write_assets(staging, name, config, metrics, layout)
             return target
         except RunExistsError:
             if version is not None:
@@ -283,10 +291,10 @@ def _quiet_tf_logger():
         logger.setLevel(level)
 
 
-def _resolve_source(source, config):
+def _resolve_source(source, config, layout):
     if isinstance(source, tfd.Distribution):
         if config is None:
             raise ConfigError("Exporting a live flow needs its FlowConfig: pass config=.")
-        return source, config, None
+        return source, config, None, layout
     model = find_model(source)
-    return model.load(), model.config, model.metrics
+    return model.load(), model.config, model.metrics, model.layout

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tfp_realnvp import data as data_lib
+from tfp_realnvp import tables as data_lib
 from tfp_realnvp.bench.timing import PeakMemory
 from tfp_realnvp.errors import ConfigError
 

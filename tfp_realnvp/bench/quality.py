@@ -29,11 +29,11 @@ from sklearn import datasets as skdata
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import KernelDensity
 
-from tfp_realnvp import data as data_lib
 from tfp_realnvp import prepare as prepare_lib
 from tfp_realnvp.config import QUALITY_METHODS as METHODS
 from tfp_realnvp.config import QUALITY_TABLES as TABLES
 from tfp_realnvp.errors import ConfigError
+from tfp_realnvp.tables import make_toy
 
 TOY_TABLES = ("moons", "circles", "swissroll")
 TOY_TRAIN, TOY_TEST = 3000, 20000
@@ -51,8 +51,8 @@ class Table:
 def load_table(name: str, seed: int = 0) -> Table:
     """The training and test rows of a benchmark table (float32), split by `seed`."""
     if name in TOY_TABLES:
-        return Table(name, data_lib.make_toy(name, TOY_TRAIN, 0.05, seed),
-                     data_lib.make_toy(name, TOY_TEST, 0.05, seed + 1_000_003))
+        return Table(name, make_toy(name, TOY_TRAIN, 0.05, seed),
+                     make_toy(name, TOY_TEST, 0.05, seed + 1_000_003))
     rng = np.random.default_rng(seed)
     loaders: dict[str, Callable[[], np.ndarray]] = {
         "iris": lambda: skdata.load_iris().data + 0.1 * (rng.random((150, 4)) - 0.5),

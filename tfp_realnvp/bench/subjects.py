@@ -139,7 +139,7 @@ def subjects(options: SpeedOptions) -> list[Subject]:
 def training_table(dim: int, rows: int = TABLE_ROWS) -> tf.Tensor:
     """Rows to train on: two moons for 2 columns, else correlated Gaussian rows."""
     if dim == 2:
-        from tfp_realnvp import data as data_lib
+        from tfp_realnvp import tables as data_lib
 
         moons = data_lib.make_toy("moons", rows, 0.05, 0)
         return tf.constant((moons - moons.mean(0)) / moons.std(0))

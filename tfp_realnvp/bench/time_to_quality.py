@@ -63,7 +63,7 @@ class QualityClock:
 def default_fit_time_to_quality(options: SpeedOptions) -> dict[str, Any]:
     """The default `fit` on two moons, scored on fresh points after every epoch (scoring
     time excluded from the clock, and from the fit's own time budget)."""
-    from tfp_realnvp import data as data_lib
+    from tfp_realnvp import tables as data_lib
     from tfp_realnvp.training import fit
 
     seed = options.quality_seed
@@ -93,7 +93,7 @@ def notebook_time_to_quality(options: SpeedOptions) -> dict[str, Any]:
     """The notebook's model and recipe (standardised data, Adam 1e-4, batch 256,
     `model.fit`) on the same moons, scored in data units after every epoch until it
     reaches 0.40 nats or has run the notebook's epochs."""
-    from tfp_realnvp import data as data_lib
+    from tfp_realnvp import tables as data_lib
 
     seed = options.quality_seed
     rows = data_lib.make_toy("moons", options.quality_points, 0.05, seed)

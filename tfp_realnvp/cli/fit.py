@@ -12,13 +12,7 @@ import tfp_realnvp
 from tfp_realnvp.cli.model import PLOT_FILE, export_and_report, plot_and_report
 from tfp_realnvp.cli.options import config_file_defaults, config_options
 from tfp_realnvp.cli.runtime import progress, reported_errors, start_tensorflow
-from tfp_realnvp.cli.tables import (
-    _read_conditional,
-    _read_data,
-    _read_table,
-    _recorded_data,
-    check_data_file,
-)
+from tfp_realnvp.cli.tables import check_data_file, read_data, read_table
 from tfp_realnvp.config import STRATEGIES, TOY_DATASET_NAMES, FlowConfig, TrainConfig
 from tfp_realnvp.errors import DataError
 
@@ -94,8 +88,8 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
                 result = tfp_realnvp.fit(data, run_dir, data_info=data_info,
                                          strategy=distribution, on_epoch=on_epoch,
                                          context=context, tensorboard=tensorboard,
-                                         settings={**given, **layout, "seed": seed,
-                                                   "mixing_seed": seed})
+                                         layout=layout, settings={**given, "seed": seed,
+                                                                  "mixing_seed": seed})
         if not result.chief:
             _report_worker(result)
             return
@@ -127,20 +121,17 @@ def _check_arguments(resume: bool, run_dir: Path | None, strategy: str,
 
 def _new_data(data_file: Path | None, drop_nonfinite: bool, context_spec: str | None,
               dataset: str, num_points: int, noise: float, seed: int):
-    """A new run's (rows, data_info for config.json, context rows, FlowConfig column
-    fields): the `--context-columns` of --data, all of --data, or a toy set."""
-    context, layout = None, {}
-    if context_spec is not None:
-        data, context, layout = _read_conditional(data_file, drop_nonfinite, context_spec)
-        names = layout["column_names"]
-        data_info = {"source": str(data_file), "num_rows": len(data),
-                     "context_columns": [names[i] if names else i
-                                         for i in layout["context_columns"]]}
-    elif data_file is not None:
-        data = _read_data(data_file, drop_nonfinite)
+    """A new run's (rows, data_info for config.json, context rows, TableLayout): the
+    `--context-columns` of --data, all of --data, or a toy set."""
+    context, layout = None, None
+    if data_file is not None:
+        data, context, layout = read_data(data_file, drop_nonfinite, context_spec)
         data_info = {"source": str(data_file), "num_rows": len(data)}
+        if context_spec is not None:
+            names = layout.names
+            data_info["context_columns"] = [names[i] if names else i for i in layout.context]
     else:
-        data = tfp_realnvp.data.make_toy(dataset, num_points, noise, seed)
+        data = tfp_realnvp.tables.make_toy(dataset, num_points, noise, seed)
         data_info = {"source": dataset, "num_points": num_points, "noise": noise,
                      "seed": seed}
     return data, data_info, context, layout
@@ -160,12 +151,12 @@ def _resume(run_dir: Path, data_file: Path | None, drop_nonfinite: bool, strateg
         if path is None:
             raise DataError("The run records no data source; pass the training data with "
                             "--data.")
-        table = _read_table(Path(path), drop_nonfinite)
-        data, context = tfp_realnvp.data.split_like_training(
-            table, tfp_realnvp.data.read_header(path), stored.flow, str(path))
+        table = read_table(Path(path), drop_nonfinite)
+        data, context = tfp_realnvp.tables.split_like_training(
+            table, tfp_realnvp.tables.read_header(path), stored.layout, str(path))
     else:
-        data = _recorded_data(stored.data) if data_file is None else \
-            _read_data(data_file, drop_nonfinite)
+        data = tfp_realnvp.tables.recorded_data(stored.data) if data_file is None else \
+            read_data(data_file, drop_nonfinite)[0]
     with progress(changes.get("epochs", stored.train.epochs), quiet) as on_epoch:
         return tfp_realnvp.resume(run_dir, data, strategy=strategy, on_epoch=on_epoch,
                                   context=context, tensorboard=tensorboard, **changes)

@@ -11,8 +11,8 @@ import click
 import tfp_realnvp
 from tfp_realnvp.cli.options import int_list
 from tfp_realnvp.cli.runtime import reported_errors, start_tensorflow
-from tfp_realnvp.cli.tables import _model_inputs, _recorded_data, check_data_file
-from tfp_realnvp.config import TOY_DATASET_NAMES, FlowConfig
+from tfp_realnvp.cli.tables import check_data_file
+from tfp_realnvp.config import TOY_DATASET_NAMES
 
 PLOT_FILE = "flow.png"  # where `plot RUN` and `fit --plot` draw a run
 CONTEXT_HELP = ("A CSV/.npy file of context rows (one per row, or one row for all) or the "
@@ -20,9 +20,9 @@ CONTEXT_HELP = ("A CSV/.npy file of context rows (one per row, or one row for al
 MODEL_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
-def _context_how(config: FlowConfig) -> str:
+def _context_how(layout) -> str:
     """How a CLI user passes a model's context, naming its columns when recorded."""
-    names = tfp_realnvp.data.context_names(config)
+    names = tfp_realnvp.tables.context_names(layout)
     columns = f" (its columns: {', '.join(names)})" if names else ""
     return f"--context FILE{columns} or --context VALUES (e.g. 0.3,1)"
 
@@ -71,15 +71,17 @@ def sample(model_dir: Path, num_samples: int, seed: int, output: Path | None,
     with reported_errors():
         model = tfp_realnvp.rundir.find_model(model_dir)
         flow = model.load()
-        context = None if context_arg is None else \
-            tfp_realnvp.data.parse_context(context_arg, model.config)
+        layout = model.layout
+        context = None if context_arg is None else tfp_realnvp.tables.parse_context(
+            context_arg, layout, model.config.context_dim)
         samples = tfp_realnvp.sampling.sample_flow(flow, num_samples, seed, context,
-                                                   how=_context_how(model.config))
+                                                   how=_context_how(layout))
     if output is None:
         for row in samples:
             click.echo(",".join(f"{v:.8g}" for v in row))
     else:
-        tfp_realnvp.data.save_array(samples, output)
+        tfp_realnvp.tables.save_array(samples, output,
+                                      header=None if layout is None else layout.event_names)
         click.echo(f"wrote {num_samples} samples to {output}", err=True)
 
 
@@ -110,12 +112,14 @@ def evaluate(model_dir: Path, data_file: Path, per_row_file: Path | None,
     with reported_errors():
         model = tfp_realnvp.rundir.find_model(model_dir)
         flow = model.load()
-        data, context = _model_inputs(model, data_file, context_arg)
+        data, context = tfp_realnvp.tables.model_inputs(
+            data_file, model.config.event_dim, model.config.context_dim, model.layout,
+            context_arg)
         nll = tfp_realnvp.scoring.per_row_nll(flow, data, context=context,
-                                              how=_context_how(model.config))
+                                              how=_context_how(model.layout))
     summary = tfp_realnvp.scoring.summarise(nll, data.shape[1])
     if per_row_file is not None:
-        tfp_realnvp.data.save_array(nll[:, None], per_row_file)
+        tfp_realnvp.tables.save_array(nll[:, None], per_row_file)
     if as_json:
         click.echo(json.dumps(summary))
     else:
@@ -169,8 +173,10 @@ def plot_and_report(source: Path, output: Path | None, columns: tuple[int, ...] 
     if data is None:
         data = _plot_rows(model, data_file)
     metrics = model.metrics
+    layout = model.layout
     figure = plots.plot_model(model.load(), data, metrics, columns, num_samples, seed,
-                              title=plots.config_title(model.config, str(source)))
+                              title=plots.config_title(model.config, str(source)),
+                              names=None if layout is None else layout.event_names)
     output = output or model.path / PLOT_FILE
     plots.save_png(figure, output)
     click.echo(f"figure: {output}")
@@ -188,13 +194,13 @@ def _plot_rows(model, data_file: Path | None):
     if data_file is None:
         info = tfp_realnvp.rundir.RunDir(model.path).read_config().data
         if info.get("source") in TOY_DATASET_NAMES or info.get("source") is None:
-            return _recorded_data(info)
+            return tfp_realnvp.tables.recorded_data(info)
         data_file = Path(info["source"])
-    rows = tfp_realnvp.data.read_table(data_file)
+    rows = tfp_realnvp.tables.read_table(data_file)
     if rows.ndim == 2:
-        rows, _ = tfp_realnvp.data.drop_nonfinite_rows(rows)
-    return tfp_realnvp.data.validate_array(rows, str(data_file),
-                                           expected_width=model.config.event_dim)
+        rows, _ = tfp_realnvp.tables.drop_nonfinite_rows(rows)
+    return tfp_realnvp.tables.validate_array(rows, str(data_file),
+                                             expected_width=model.config.event_dim)
 
 
 @click.command()

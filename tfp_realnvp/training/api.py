@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
-from tfp_realnvp import auto
-from tfp_realnvp import data as data_lib
+from tfp_realnvp import auto, tables
 from tfp_realnvp import prepare as prepare_lib
 from tfp_realnvp.config import FlowConfig, TrainConfig, settings
 from tfp_realnvp.errors import ConfigError, DataError
@@ -21,12 +21,9 @@ from tfp_realnvp.training.loop import train
 from tfp_realnvp.training.records import EpochMetrics, FitResult
 from tfp_realnvp.training.trainer import Trainer
 
-# FlowConfig fields that record where a table's columns went (set by the CLI).
-LAYOUT_FIELDS = ("event_columns", "context_columns", "column_names")
-
 
 def fit(
-    data: np.ndarray,
+    data: np.ndarray | pd.DataFrame,
     run_dir: str | Path,
     flow_config: FlowConfig | None = None,
     train_config: TrainConfig | None = None,
@@ -36,6 +33,7 @@ def fit(
     settings: dict[str, Any] | None = None,
     tensorboard: bool = False,
     context: np.ndarray | None = None,
+    layout: tables.TableLayout | None = None,
 ) -> FitResult:
     """Trains a new flow on the rows of `data` and leaves a complete run directory.
 
@@ -66,15 +64,16 @@ def fit(
         `summaries.py`).
       context: `[N, C]` raw context values aligned with `data`'s rows (validated here:
         finite, 2-D, one row per data row), or None for an unconditional flow.
+      layout: where the source table's columns went (`tables.TableLayout`), saved in the
+        run and its exports; a DataFrame's column names give it when left out.
     """
-    data = data_lib.validate_array(data)
+    data, context, layout = tables.fit_inputs(data, context, layout)
+    data = tables.validate_array(data)
     prepare_lib.check_trainable(data, (data_info or {}).get("source", "data"))
     if context is not None:
-        context = data_lib.validate_context(context, num_rows=len(data))
+        context = tables.validate_context(context, num_rows=len(data))
     chosen = auto.choose(*data.shape)
     settings = dict(settings or {})
-    # Column bookkeeping is checked against the widths once they are set from the data.
-    layout = {k: settings.pop(k) for k in LAYOUT_FIELDS if k in settings}
     auto_record = {"rows": data.shape[0], "dim": data.shape[1],
                    "context_dim": 0 if context is None else context.shape[1],
                    "chosen": [name for name, config in (("flow", flow_config),
@@ -86,7 +85,7 @@ def fit(
     context_dim = _context_dim(flow_config, context)
     prepared = prepare_lib.prepare(data, context, flow_config, train_config)
     flow_config = flow_config.replace(event_dim=data.shape[1], context_dim=context_dim,
-                                      **layout, **prepared.data_map, **prepared.context_map)
+                                      **prepared.data_map, **prepared.context_map)
     train_config = train_config.replace(dequantize_steps=prepared.dequantize_steps)
     strategy = strategy or make_strategy()
     with worker_run_dir(run_dir, strategy) as own_dir:
@@ -95,7 +94,7 @@ def fit(
         run.write_config(RunConfig(flow_config, train_config, {
             **(data_info or {}), **prepared.hashes,
             "num_train": prepared.num_train,
-            "num_validation": prepared.num_validation}, auto_record))
+            "num_validation": prepared.num_validation}, auto_record, layout))
         trainer = Trainer(flow_config, train_config, prepared, strategy)
         trainer.set_fold_maps()
         result = train(trainer, run, on_epoch, history=[], tensorboard=tensorboard)
@@ -158,7 +157,7 @@ def resume(
     train_config = stored.train.replace(**_resumable_changes(stored, changes))
     if train_config != stored.train:
         run.write_config(dataclasses.replace(stored, train=train_config))
-    data = data_lib.validate_array(data, expected_width=stored.flow.event_dim)
+    data = tables.validate_array(data, expected_width=stored.flow.event_dim)
     context = _resume_context(run, stored, context, len(data))
     hashes = prepare_lib.content_hashes(data, context)
     for key, what in (("sha256", "data"), ("context_sha256", "context")):
@@ -186,7 +185,7 @@ def _resume_context(run: RunDir, stored: RunConfig, context: np.ndarray | None,
     if context is None:
         raise DataError(f"{run.path} is conditional ({width} context column(s)); resume it with "
                         "the context it was trained with (context=).")
-    return data_lib.validate_context(context, num_rows=num_rows, width=width)
+    return tables.validate_context(context, num_rows=num_rows, width=width)
 
 
 def _check_hash(run: RunDir, stored: RunConfig, got: str | None, key: str, what: str) -> None:

@@ -1,0 +1,42 @@
+"""Tables in, no TensorFlow: readers, toy sets, validation, column choice, `TableLayout`.
+
+`import tfp_realnvp.tables` never imports TensorFlow (a test checks it), so reading and
+checking a table costs what pandas costs.
+"""
+
+from __future__ import annotations
+
+from tfp_realnvp.tables.columns import describe_columns, resolve_columns, split_columns
+from tfp_realnvp.tables.inputs import (
+    context_names,
+    fit_inputs,
+    model_inputs,
+    parse_context,
+    read_training_table,
+    recorded_data,
+    split_like_training,
+)
+from tfp_realnvp.tables.layout import ColumnSpec, TableLayout, split_legacy_flow
+from tfp_realnvp.tables.readers import (
+    header_of,
+    load_array,
+    numeric_rows,
+    read_frame,
+    read_header,
+    read_table,
+)
+from tfp_realnvp.tables.toys import TOY_DATASETS, make_toy
+from tfp_realnvp.tables.validate import (
+    context_for_model,
+    drop_nonfinite_rows,
+    validate_array,
+    validate_context,
+)
+from tfp_realnvp.tables.writers import save_array
+
+__all__ = ["TOY_DATASETS", "ColumnSpec", "TableLayout", "context_for_model", "context_names",
+           "describe_columns", "drop_nonfinite_rows", "fit_inputs", "header_of", "load_array",
+           "make_toy", "model_inputs", "numeric_rows", "parse_context", "read_frame",
+           "read_header", "read_table", "read_training_table", "recorded_data",
+           "resolve_columns", "save_array", "split_columns", "split_legacy_flow",
+           "split_like_training", "validate_array", "validate_context"]
