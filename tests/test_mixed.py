@@ -194,3 +194,38 @@ def test_an_all_categorical_table_is_the_categorical_model(tmp_path):
     assert sampled.shape == (10, 3)
     with pytest.raises(DataError, match="this model has no numeric columns"):
         model.log_prob(np.ones((100, 2)), codes)
+
+
+# -- the baselines -------------------------------------------------------------------------
+
+def test_baselines_score_finite_numbers_on_every_table():
+    from tfp_realnvp.bench import mixed_tables as bench
+
+    records = bench.run_mixed_quality(methods=("independent", "location"))
+    assert len(records) == 2 * len(bench.MIXED_TABLES)
+    assert all(np.isfinite([r["nll"], r["categorical"], r["numeric"]]).all() for r in records)
+    assert "| synthetic (1600, 3, 2) |" in bench.format_mixed_table(records)
+
+
+def test_the_location_model_with_one_cell_is_the_independent_gaussian():
+    from tfp_realnvp.bench.mixed_tables import IndependentModel, fit_location
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3)) @ rng.normal(size=(3, 3))
+    codes = np.zeros((200, 1), int)
+    location = fit_location(x, codes, [1])
+    independent = IndependentModel.fit(x, codes, [1])
+    np.testing.assert_allclose(location.log_density(x[:20], codes[:20]),
+                               independent.log_density(x[:20], codes[:20]), rtol=1e-10)
+
+
+def test_the_location_model_masses_sum_to_one_over_cells():
+    from tfp_realnvp.bench.mixed_tables import LocationModel
+
+    codes = dependent_codes(80)
+    x = np.random.default_rng(1).normal(size=(80, 2))
+    model = LocationModel.fit(x, codes, [3, 2, 1], alpha=0.3, shrinkage=2.0)
+    cells = CategoricalModel.fit(codes).all_cells()
+    assert len(cells) == model.num_cells
+    assert np.exp(model.log_mass(cells)).sum() == pytest.approx(1.0, abs=1e-9)
+    assert np.isfinite(model.log_density(x[:5], np.array([[3, 0, 0]] * 5))).all()
