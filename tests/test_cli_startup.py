@@ -11,7 +11,6 @@ import pytest
 
 import tfp_realnvp
 from tfp_realnvp.config import FlowConfig, TrainConfig
-from tfp_realnvp.tables import make_toy
 from tfp_realnvp.info import (
     SIGNATURES_FILE,
     describe,
@@ -20,6 +19,7 @@ from tfp_realnvp.info import (
     signatures,
 )
 from tfp_realnvp.rundir import ASSETS_EXTRA
+from tfp_realnvp.tables import make_toy
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -31,7 +31,7 @@ _EXPORTS = {
     "ConfigError": "errors",
 }
 _SUBMODULES = ("auto", "bench", "bijectors", "cli", "config", "errors", "files", "flow", "info",
-               "networks", "plots", "prepare", "rundir", "sampling", "scoring", "serving",
+               "mixed", "networks", "plots", "prepare", "rundir", "sampling", "scoring", "serving",
                "summaries", "tables", "training")
 
 __all__ = ["AffineCoupling", "ConfigError", "DataError", "FlowConfig", "TfpRealnvpError",

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from sklearn import datasets as skdata
 
-from tfp_realnvp import data as data_lib
+from tfp_realnvp import prepare as prepare_lib
 from tfp_realnvp.errors import ConfigError
 from tfp_realnvp.mixed import encoding
 
@@ -96,7 +96,7 @@ def load_mixed_table(name: str, seed: int = 0) -> MixedTable:
     rng = np.random.default_rng(seed)
     numeric, labels = _raw_table(name, rng)
     numeric = np.asarray(numeric, np.float64)
-    steps = np.asarray(data_lib.grid_steps(numeric, "auto"))
+    steps = np.asarray(prepare_lib.grid_steps(numeric, "auto"))
     numeric = numeric + steps * (rng.random(numeric.shape) - 0.5)
     order = rng.permutation(len(numeric))
     test, train = order[:int(round(0.2 * len(order)))], order[int(round(0.2 * len(order))):]

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import tensorflow_probability as tfp
 
-from tfp_realnvp import data as data_lib
+from tfp_realnvp import tables
 from tfp_realnvp.errors import ConfigError, DataError, RunExistsError
 from tfp_realnvp.mixed.categorical import DEFAULT_STRENGTHS, CategoricalModel, validate_codes
 from tfp_realnvp.mixed.encoding import Vocabulary, one_hot
@@ -87,7 +87,7 @@ class MixedTableModel:
         if numeric is None:
             raise DataError(f"numeric: this model needs {self.numeric_dim} numeric column(s); "
                             "got None.")
-        numeric = data_lib.validate_array(numeric, "numeric", self.numeric_dim)
+        numeric = tables.validate_array(numeric, "numeric", self.numeric_dim)
         if len(numeric) != rows:
             raise DataError(f"numeric: {len(numeric)} rows; codes has {rows} (one numeric "
                             "row per codes row).")
@@ -208,7 +208,7 @@ def fit_mixed(numeric: Any, codes: Any, run_dir: str | Path, flow_config: Any = 
             raise ConfigError("numeric: the flow needs at least 2 numeric columns; got 1. "
                               "Model a single numeric column with another (e.g. a "
                               "categorical binning) or add a column.")
-        from tfp_realnvp.train import fit
+        from tfp_realnvp.training import fit
 
         probe = MixedTableModel(categorical, None, vocabularies)
         result = fit(numeric, run_dir, flow_config, train_config, settings=settings,
