@@ -16,8 +16,8 @@ from typing import Any
 from tfp_realnvp.errors import ConfigError
 
 ROLES = ("event", "context", "ignored")
-# Per-column kinds: only "continuous" is read today; "grid", "categorical" and "ignored"
-# are the next step (with a category vocabulary on the column).
+# Per-column kinds: continuous numbers, numbers on a grid (dequantised), categories (with
+# their vocabulary, `levels`), and columns left out (an ID, a constant).
 KINDS = ("continuous", "grid", "categorical", "ignored")
 LEGACY_FLOW_FIELDS = ("event_columns", "context_columns", "column_names")
 
@@ -25,11 +25,14 @@ LEGACY_FLOW_FIELDS = ("event_columns", "context_columns", "column_names")
 @dataclasses.dataclass(frozen=True)
 class ColumnSpec:
     """One column of the source table: its header name (None: the table had no header),
-    its role in the model (event x, context c, or ignored) and its kind."""
+    its role in the model (event x, context c, or ignored), its kind, and for a categorical
+    column its vocabulary `levels` (sorted labels as text: code i is `levels[i]`, code
+    `len(levels)` the unseen level)."""
 
     name: str | None
     role: str = "event"
     kind: str = "continuous"
+    levels: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -38,9 +41,19 @@ class ColumnSpec:
             raise ConfigError(f"column kind must be one of {KINDS}; got {self.kind!r}.")
         if self.name is not None:
             object.__setattr__(self, "name", str(self.name))
+        if self.levels is not None:
+            object.__setattr__(self, "levels", tuple(str(v) for v in self.levels))
+        if (self.levels is not None) != (self.kind == "categorical"):
+            raise ConfigError(f"column {self.name!r}: a categorical column has levels and only "
+                              f"it does; got kind {self.kind!r} with levels {self.levels!r}.")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if self.levels is None:
+            del out["levels"]  # numeric columns: as written before levels existed
+        else:
+            out["levels"] = list(self.levels)
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
