@@ -100,3 +100,23 @@ def test_gradient_norm_is_the_norm_of_the_whole_batch_gradient(strategy):
     assert float(train_nll) == pytest.approx(float(loss), rel=1e-5)
     assert float(norm) == pytest.approx(expected, rel=1e-4)
     assert expected > 0.1
+
+
+@pytest.mark.parametrize("event_dim, context_dim, pictures", [(2, 0, True), (2, 1, False),
+                                                              (3, 0, False)])
+def test_pictures_follow_the_flows_event_dim_not_the_tables_width(tmp_path, event_dim,
+                                                                  context_dim, pictures):
+    """The writer takes plain values: a flow, its event and context widths, rows, epochs.
+    Pictures draw p(x): an unconditional flow of 2-D events only."""
+    from tfp_realnvp.summaries import TensorBoardWriter
+
+    rows = np.random.default_rng(0).normal(size=(50, event_dim)).astype(np.float32)
+    flow = tfp_realnvp.build_flow(FlowConfig(num_couplings=2, hidden_units=8,
+                                             event_dim=event_dim))
+    writer = TensorBoardWriter(tmp_path, flow, event_dim, rows, epochs=1,
+                               context_dim=context_dim, num_samples=50)
+    writer.write_epoch({"epoch": 1, "train_nll": 2.0, "validation_nll": 2.5}, 3.0)
+    writer.close()
+    scalars, images, _ = read_events(tmp_path)
+    assert scalars["nll/validation"] == {0: 3.0, 1: 2.5} and scalars["nll/train"] == {1: 2.0}
+    assert writer.pictures is pictures and bool(images) is pictures

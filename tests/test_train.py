@@ -1,5 +1,6 @@
 """Training: NLL falls, checkpoints, resume, seeds, MirroredStrategy, run directory."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -176,3 +177,43 @@ def test_each_member_is_validated_on_its_own_fold_only():
                 for m, fold in enumerate(folds)]
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     assert len(set(np.round(got, 4))) == 3  # distinct members, distinct folds
+
+
+def test_the_cli_learns_the_planned_epochs_from_fit_which_alone_chooses(tmp_path, monkeypatch):
+    """`fit` is the only caller of `auto.choose`; the CLI's progress bar takes its length
+    from `EpochMetrics.planned_epochs` (not a field of metrics.json's history)."""
+    import click
+    from click.testing import CliRunner
+
+    from tfp_realnvp import auto
+    from tfp_realnvp import cli as cli_lib
+    from tfp_realnvp.cli import cli
+
+    calls = []
+    real = auto.choose
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        chosen = real(*args, **kwargs)
+        return dataclasses.replace(chosen, train=chosen.train.replace(epochs=2))
+
+    monkeypatch.setattr(auto, "choose", counted)
+    result = CliRunner().invoke(cli, ["fit", "--out", str(tmp_path / "run"), "--num-points",
+                                      "300", "--num-couplings", "2", "--hidden-units", "8",
+                                      "--ensemble-size", "1", "--no-jit-compile"])
+    assert result.exit_code == 0, result.output
+    assert calls == [(300, 2)]
+    lengths = []
+    real_bar = click.progressbar
+
+    def recorded_bar(*args, **kwargs):
+        bar = real_bar(*args, **kwargs)
+        lengths.append(bar)
+        return bar
+
+    monkeypatch.setattr(click, "progressbar", recorded_bar)
+    with cli_lib._progress(None, quiet=True) as on_epoch:  # the bar of `fit` without --epochs
+        on_epoch(train_lib.EpochMetrics(1, 1.0, 1.0, 0.1, planned_epochs=7))
+    assert lengths[0].length == 7 and lengths[0].pos == 1
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and "planned_epochs" not in metrics["history"][0]
