@@ -89,6 +89,37 @@ def suite_kwargs(config: FlowConfig, flow, batch_shape) -> tuple[dict, dict]:
     return context_kwargs(flow, context), bijector_kwargs(flow, context)
 
 
+# The smallest honest `fit` through the CLI: 300 moons points, 3 epochs, 2 affine couplings.
+TINY_FIT = ["--num-points", "300", "--epochs", "3", "--num-couplings", "2", "--hidden-units",
+            "8", "--batch-size", "64", "--coupling", "affine", "--ensemble-size", "1",
+            "--no-jit-compile", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One small trained run directory (`fit --out RUN` + TINY_FIT), trained once per test
+    session and shared by every test that only reads a run. Read-only: a test that writes
+    into a run (resume, export into it) trains its own."""
+    from click.testing import CliRunner
+
+    from tfp_realnvp.cli import cli
+
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    result = CliRunner().invoke(cli, ["fit", "--out", str(out), *TINY_FIT])
+    assert result.exit_code == 0, result.output
+    assert "held-out test NLL" in result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_run, tmp_path_factory):
+    """`tiny_run` exported once: (export base, version 1's folder). Read-only, like the run."""
+    import tfp_realnvp
+
+    base = tmp_path_factory.mktemp("tiny_exports")
+    return base, tfp_realnvp.export(tiny_run, base)
+
+
 @pytest.fixture
 def moons() -> np.ndarray:
     from tfp_realnvp.tables import make_toy

@@ -6,25 +6,21 @@ import math
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import TINY_FIT
 
 from tfp_realnvp.cli import cli as main
 
-TINY = ["--num-points", "300", "--epochs", "3", "--num-couplings", "2", "--hidden-units", "8",
-        "--batch-size", "64", "--coupling", "affine", "--ensemble-size", "1",
-        "--no-jit-compile", "--quiet"]
+TINY = TINY_FIT
 
 
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli") / "run"
-    result = invoke("fit", "--out", out, *TINY)
-    assert result.exit_code == 0, result.output
-    assert "held-out test NLL" in result.output
-    return out
+@pytest.fixture
+def run_dir(tiny_run):
+    """`fit --out RUN` + TINY (conftest's session run; it checks the fit's output)."""
+    return tiny_run
 
 
 def test_fit_records_a_held_out_nll(run_dir):

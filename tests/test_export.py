@@ -1,5 +1,6 @@
 """SavedModel export: layout, signatures on every loader TF Serving-like clients use, reload."""
 
+import copy
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
-from conftest import randomise_weights, suite_flow
+from conftest import FLOW_SUITE, randomise_weights, suite_flow
 from serving_checks import (
     SEED,
     TF2_LOADER,
@@ -35,13 +36,10 @@ STATEFUL_RANDOM = {"RandomStandardNormal", "RandomUniform", "RandomUniformInt",
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    config = FlowConfig(num_couplings=3, hidden_units=16)
-    train_lib.fit(make_toy("moons", 400, seed=1), root / "run", config,
-                  TrainConfig(epochs=3, batch_size=64))
-    version_dir = tfp_realnvp.export(root / "run", root / "exports")
-    return root, version_dir, tfp_realnvp.load(root / "run")
+def trained(tiny_run, tiny_export):
+    """(run's parent, version 1, the run's flow): conftest's session run (2 affine couplings,
+    trained on moons) and its export. Read-only: tests that add versions use their own base."""
+    return tiny_run.parent, tiny_export[1], tfp_realnvp.load(tiny_run)
 
 
 @pytest.fixture(scope="module")
@@ -62,56 +60,62 @@ CAPI_LOADER = """
     from tensorflow.core.framework import tensor_pb2
     from tensorflow.python.lib.io import tf_record
     from tensorflow.python.framework import tensor_util
-    payload = json.load(sys.stdin)
-    out = {}
-    with CApiSavedModel(payload["path"]) as model:
-        for signature, inputs in payload["inputs"].items():
-            feed = {k: np.asarray(v, dtype="int32" if k in ("num_samples", "seed")
-                    else "float32") for k, v in inputs.items()}
-            out[signature] = {k: v.tolist() for k, v in model.run(signature, feed).items()}
-        out["signatures"] = {name: [d.method_name, sorted(d.inputs), sorted(d.outputs)]
-                             for name, d in model.signature_defs.items()
-                             if not name.startswith("__")}
-        # Replay the warm-up file exactly as the model server does before serving.
-        from tensorflow_serving.apis import prediction_log_pb2
-        replayed = []
-        for record in tf_record.tf_record_iterator(payload["warmup"]):
-            request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
-            feed = {k: tensor_util.MakeNdarray(v) for k, v in request.inputs.items()}
-            result = model.run(request.model_spec.signature_name, feed)
-            assert all(np.all(np.isfinite(v)) for v in result.values())
-            replayed.append(request.model_spec.signature_name)
-        out["warmup"] = replayed
-        try:
-            bad = {"x": np.zeros((2, payload["dim"] + 1), "float32")}
-            if payload.get("context_dim"):
-                bad["context"] = np.zeros((2, payload["context_dim"]), "float32")
-            model.run("log_prob", bad)
-            out["bad_width"] = "no error"
-        except RuntimeError as error:
-            out["bad_width"] = str(error)
-    print(json.dumps(out))
+    def run_job(payload, out):
+        with CApiSavedModel(payload["path"]) as model:
+            for signature, inputs in payload["inputs"].items():
+                feed = {k: np.asarray(v, dtype="int32" if k in ("num_samples", "seed")
+                        else "float32") for k, v in inputs.items()}
+                out[signature] = {k: v.tolist() for k, v in model.run(signature, feed).items()}
+            out["signatures"] = {name: [d.method_name, sorted(d.inputs), sorted(d.outputs)]
+                                 for name, d in model.signature_defs.items()
+                                 if not name.startswith("__")}
+            # Replay the warm-up file exactly as the model server does before serving.
+            from tensorflow_serving.apis import prediction_log_pb2
+            replayed = []
+            for record in tf_record.tf_record_iterator(payload["warmup"]):
+                request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+                feed = {k: tensor_util.MakeNdarray(v) for k, v in request.inputs.items()}
+                result = model.run(request.model_spec.signature_name, feed)
+                assert all(np.all(np.isfinite(v)) for v in result.values())
+                replayed.append(request.model_spec.signature_name)
+            out["warmup"] = replayed
+            try:
+                bad = {"x": np.zeros((2, payload["dim"] + 1), "float32")}
+                if payload.get("context_dim"):
+                    bad["context"] = np.zeros((2, payload["context_dim"]), "float32")
+                model.run("log_prob", bad)
+                out["bad_width"] = "no error"
+            except RuntimeError as error:
+                out["bad_width"] = str(error)
+    results = {}
+    for key, payload in json.load(sys.stdin)["jobs"].items():
+        results[key] = {}
+        run_job(payload, results[key])
+    print(json.dumps(results))
 """
 
 
-def test_layout_versions_and_assets(trained):
+def test_layout_versions_and_assets(trained, tmp_path):
     root, version_dir, _ = trained
-    assert version_dir == root / "exports" / "realnvp" / "1"
+    assert version_dir.parent.name == "realnvp" and version_dir.name == "1"
     names = {p.name for p in version_dir.iterdir()}
     assert {"saved_model.pb", "variables", "assets.extra"} <= names
     extra = version_dir / "assets.extra"
     info = json.loads((extra / "export_info.json").read_text())
     assert info["tensorflow_version"] == tf.__version__
-    assert FlowConfig.from_json((extra / "flow_config.json").read_text()).num_couplings == 3
+    assert FlowConfig.from_json((extra / "flow_config.json").read_text()).num_couplings == 2
     assert json.loads((extra / "metrics.json").read_text())["status"] == "completed"
 
-    second = tfp_realnvp.export(root / "run", root / "exports")
+    # Versions count up in a base of their own (the shared export is never written to).
+    first = tfp_realnvp.export(root / "run", tmp_path / "exports")
+    assert first == tmp_path / "exports" / "realnvp" / "1"
+    second = tfp_realnvp.export(root / "run", tmp_path / "exports")
     assert second.name == "2"
-    before = (version_dir / "saved_model.pb").read_bytes()
+    before = (first / "saved_model.pb").read_bytes()
     with pytest.raises(FileExistsError, match="already exists; versions are never overwritten"):
-        tfp_realnvp.export(root / "run", root / "exports", version=1)
-    assert (version_dir / "saved_model.pb").read_bytes() == before
-    assert sorted(p.name for p in (root / "exports" / "realnvp").iterdir()) == ["1", "2"]
+        tfp_realnvp.export(root / "run", tmp_path / "exports", version=1)
+    assert (first / "saved_model.pb").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "exports" / "realnvp").iterdir()) == ["1", "2"]
 
 
 def test_tf_only_subprocess_matches_in_process(trained):
@@ -140,14 +144,57 @@ def test_tf1_session_path_matches_and_signatures_are_predict(trained):
     assert_outputs_match(got, expected_outputs(flow, x, z))
 
 
-def test_c_api_loader_runs_signatures_and_replays_warmup(trained):
+KINDS = ["ensemble-spline-lu-3d", "spline-lu-conditional-4d"]
+
+
+def capi_job(version_dir, x, z, num_samples=5, context=None) -> dict:
+    dim = x.shape[1]
+    inputs = signature_inputs(x, z, num_samples=num_samples, context=context)
+    return {"path": str(version_dir), "dim": dim,
+            "context_dim": 0 if context is None else context.shape[1],
+            "warmup": str(version_dir / "assets.extra" / WARMUP_FILE), "inputs": to_json(inputs)}
+
+
+@pytest.fixture(scope="module")
+def capi_runs(trained, conditional, tmp_path_factory):
+    """Every export of this file through the C API loader (TF Serving's), in ONE fresh
+    TensorFlow-only process (one interpreter start-up, not one per export): {key: (what the
+    process returned, the flow, what to expect)}."""
+    jobs, expected = {}, {}
     _, version_dir, flow = trained
     x = make_toy("moons", 5, seed=11)
     z = np.random.default_rng(2).standard_normal((2, 2)).astype(np.float32)
-    got = run_fresh_python(CAPI_LOADER, {
-        "path": str(version_dir), "dim": 2,
-        "warmup": str(version_dir / "assets.extra" / WARMUP_FILE),
-        "inputs": to_json(signature_inputs(x, z))})
+    jobs["trained"] = capi_job(version_dir, x, z)
+    expected["trained"] = expected_outputs(flow, x, z)
+
+    flow, version_dir = conditional
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    z = rng.standard_normal((4, 3)).astype(np.float32)
+    context = rng.standard_normal((4, 2)).astype(np.float32)
+    jobs["conditional"] = capi_job(version_dir, x, z, num_samples=4, context=context)
+    expected["conditional"] = expected_outputs(flow, x, z, num_samples=4,
+                                               context=tf.constant(context))
+
+    for name in KINDS:
+        config, flow = suite_flow(name)
+        version_dir = tfp_realnvp.export(flow, tmp_path_factory.mktemp(name), name="kinds",
+                                         config=config)
+        rng = np.random.default_rng(4)
+        x = (rng.standard_normal((5, config.event_dim)) * config.data_scale
+             + config.data_shift).astype(np.float32)
+        z = rng.standard_normal((5, config.event_dim)).astype(np.float32)
+        context = (rng.standard_normal((5, config.context_dim)).astype(np.float32)
+                   if config.context_dim else None)
+        jobs[name] = capi_job(version_dir, x, z, context=context)
+        expected[name] = expected_outputs(
+            flow, x, z, num_samples=5, context=None if context is None else tf.constant(context))
+    got = run_fresh_python(CAPI_LOADER, {"jobs": jobs})
+    return {key: (got[key], expected[key]) for key in jobs}
+
+
+def test_c_api_loader_runs_signatures_and_replays_warmup(capi_runs):
+    got, expected = copy.deepcopy(capi_runs["trained"])
     signatures = got.pop("signatures")
     assert signatures == {
         "serving_default": ["tensorflow/serving/predict", ["x"], ["log_prob"]],
@@ -159,49 +206,28 @@ def test_c_api_loader_runs_signatures_and_replays_warmup(trained):
     }
     assert sorted(got.pop("warmup")) == sorted(BATCHABLE_SIGNATURES)
     assert "expected shape [?,2]" in got.pop("bad_width")
-    assert_outputs_match(got, expected_outputs(flow, x, z))
+    assert_outputs_match(got, expected)
 
 
-def test_conditional_export_takes_context_everywhere(conditional):
-    flow, version_dir = conditional
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((4, 3)).astype(np.float32)
-    z = rng.standard_normal((4, 3)).astype(np.float32)
-    context = rng.standard_normal((4, 2)).astype(np.float32)
-    inputs = signature_inputs(x, z, num_samples=4, context=context)
-    got = run_fresh_python(CAPI_LOADER, {
-        "path": str(version_dir), "dim": 3, "context_dim": 2, "inputs": to_json(inputs),
-        "warmup": str(version_dir / "assets.extra" / WARMUP_FILE)})
+def test_conditional_export_takes_context_everywhere(capi_runs):
+    got, expected = copy.deepcopy(capi_runs["conditional"])
     assert got["signatures"]["sample"][1] == ["context", "num_samples", "seed"]
     assert got["signatures"]["log_prob"][1] == ["context", "x"]
     assert len(got.pop("warmup")) == 5
     assert "expected shape [?,3]" in got.pop("bad_width")
     got.pop("signatures")
-    assert_outputs_match(got, expected_outputs(flow, x, z, num_samples=4,
-                                               context=tf.constant(context)))
+    assert_outputs_match(got, expected)
 
 
-@pytest.mark.parametrize("name", ["ensemble-spline-lu-3d", "spline-lu-conditional-4d"])
-def test_c_api_loader_runs_spline_lu_and_ensemble_exports(name, tmp_path):
+@pytest.mark.parametrize("name", KINDS)
+def test_c_api_loader_runs_spline_lu_and_ensemble_exports(name, capi_runs):
     """The new kinds (spline couplings, LU mixing, stacked ensembles) through the loader
     TF Serving uses, warm-up replay included."""
-    config, flow = suite_flow(name)
-    version_dir = tfp_realnvp.export(flow, tmp_path, name="kinds", config=config)
-    rng = np.random.default_rng(4)
-    x = (rng.standard_normal((5, config.event_dim)) * config.data_scale
-         + config.data_shift).astype(np.float32)
-    z = rng.standard_normal((5, config.event_dim)).astype(np.float32)
-    context = (rng.standard_normal((5, config.context_dim)).astype(np.float32)
-               if config.context_dim else None)
-    inputs = signature_inputs(x, z, num_samples=5, context=context)
-    got = run_fresh_python(CAPI_LOADER, {
-        "path": str(version_dir), "dim": config.event_dim, "context_dim": config.context_dim,
-        "inputs": to_json(inputs), "warmup": str(version_dir / "assets.extra" / WARMUP_FILE)})
+    got, expected = copy.deepcopy(capi_runs[name])
+    event_dim = FLOW_SUITE[name].event_dim
     assert len(got.pop("warmup")) == 5
-    assert f"expected shape [?,{config.event_dim}]" in got.pop("bad_width")
+    assert f"expected shape [?,{event_dim}]" in got.pop("bad_width")
     got.pop("signatures")
-    expected = expected_outputs(flow, x, z, num_samples=5,
-                                context=None if context is None else tf.constant(context))
     assert_outputs_match(got, expected, atol=1e-4)
 
 
@@ -245,11 +271,11 @@ def test_load_returns_a_live_tfp_distribution(trained):
     # because a bijector holding a Keras model is not a CompositeTensor.
     assert isinstance(loaded, tfd.Distribution)
     assert type(loaded).__name__.endswith("TransformedDistribution")
-    assert len(tfp_realnvp.couplings(loaded)) == 3
+    assert len(tfp_realnvp.couplings(loaded)) == 2
     x = tf.constant(make_toy("moons", 50, seed=12))
     served = tf.saved_model.load(str(version_dir)).signatures["log_prob"](x=x)["log_prob"]
     np.testing.assert_allclose(loaded.log_prob(x), served, atol=1e-6, rtol=0)
-    np.testing.assert_allclose(tfp_realnvp.load(root / "exports" / "realnvp").log_prob(x),
+    np.testing.assert_allclose(tfp_realnvp.load(version_dir.parent).log_prob(x),
                                served, atol=1e-6, rtol=0)
     samples = loaded.sample(10, seed=tf.constant(SEED))
     np.testing.assert_array_equal(samples, flow.sample(10, seed=tf.constant(SEED)))

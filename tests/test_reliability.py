@@ -132,17 +132,26 @@ def test_a_run_being_trained_is_refused_and_a_stale_lock_is_taken_over(tmp_path)
     assert RunDir(tmp_path / "run").read_config().train.epochs == 3
 
 
+def in_process(*args: str):
+    """The CLI in this process (CliRunner): for what is not about a process of its own."""
+    from click.testing import CliRunner
+
+    from tfp_realnvp.cli import cli as main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
 def test_resume_refuses_data_that_is_gone_or_changed(tmp_path):
     path = tmp_path / "table.npy"
     np.save(path, make_toy("moons", 400, seed=11))
     run_dir = tmp_path / "run"
-    first = cli("fit", "--data", path, "--out", run_dir, *OPTIONS, "--epochs", "2")  # last wins
-    assert first.returncode == 0, first.stderr
+    first = in_process("fit", "--data", path, "--out", run_dir, *OPTIONS, "--epochs", "2")
+    assert first.exit_code == 0, first.output  # the last --epochs wins
     np.save(path, make_toy("moons", 400, seed=12))  # same shape, other rows
-    changed = cli("fit", "--out", run_dir, "--resume", "--epochs", "3", "--quiet")
-    assert changed.returncode == 1
+    changed = in_process("fit", "--out", run_dir, "--resume", "--epochs", "3", "--quiet")
+    assert changed.exit_code == 1
     assert f"was trained on {path}" in changed.stderr and "differs" in changed.stderr
     path.unlink()
-    gone = cli("fit", "--out", run_dir, "--resume", "--epochs", "3", "--quiet")
-    assert gone.returncode == 1 and f"{path}: no such file" in gone.stderr
+    gone = in_process("fit", "--out", run_dir, "--resume", "--epochs", "3", "--quiet")
+    assert gone.exit_code == 1 and f"{path}: no such file" in gone.stderr
     assert json.loads((run_dir / "metrics.json").read_text())["epochs_run"] == 2
