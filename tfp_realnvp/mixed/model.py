@@ -256,15 +256,24 @@ def _new_run_dir(run_dir: str | Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
-def load_mixed(run_dir: str | Path) -> MixedTableModel:
-    """The model `fit_mixed` left in `run_dir` (flow weights and categorical.json)."""
+def _read_categorical(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / CATEGORICAL_FILE
     if not path.is_file():
         from tfp_realnvp.errors import ModelNotFoundError
 
         raise ModelNotFoundError(f"{run_dir}: no {CATEGORICAL_FILE}; not a mixed-table run "
                                  "(fit it with tfp_realnvp.mixed.fit_mixed).")
-    values = json.loads(path.read_text())
+    return json.loads(path.read_text())
+
+
+def load_categorical(run_dir: str | Path) -> CategoricalModel:
+    """The categorical model of a mixed run (its categorical.json), without the flow."""
+    return CategoricalModel.from_dict(_read_categorical(run_dir)["categorical"])
+
+
+def load_mixed(run_dir: str | Path) -> MixedTableModel:
+    """The model `fit_mixed` left in `run_dir` (flow weights and categorical.json)."""
+    values = _read_categorical(run_dir)
     vocabularies = None if values.get("vocabularies") is None else \
         [Vocabulary.from_dict(v) for v in values["vocabularies"]]
     flow = None

@@ -8,7 +8,7 @@ text unique per row (>= 10 rows)         -> ignored (an ID)
 numbers                                  -> grid (on a grid: grid_steps(..., "auto")) or
                                             continuous
 integers 1 apart, row after row          -> ignored (a running index), >= 10 rows
-numbers all equal                        -> ignored ("is constant")
+numbers all equal (finite)               -> ignored ("is constant"), >= 10 rows
 ```
 Overrides (`categorical=`, `numeric=`, `ignore=`: header names or 0-based positions) win;
 context columns are kept whatever they hold (numbers, or categories one-hot encoded).
@@ -212,8 +212,8 @@ def _categorical(column: pd.Series, blank: np.ndarray, name: str | None, label: 
 
 def _numeric_note(values: np.ndarray, blank: np.ndarray) -> str | None:
     """Why a numeric column is left out (constant, a running index), or None."""
-    finite = values[np.isfinite(values)]
-    if len(finite) and np.ptp(finite) == 0:
+    finite = values[~blank]
+    if len(finite) >= MIN_ID_ROWS and np.isfinite(finite).all() and np.ptp(finite) == 0:
         return f"is constant (every row is {finite[0]:g})"
     whole = np.isfinite(values).all() and np.all(values == np.round(values))
     if whole and not blank.any() and len(values) >= MIN_ID_ROWS and \

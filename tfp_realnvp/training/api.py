@@ -182,7 +182,7 @@ def _apply_settings(flow_config: FlowConfig, train_config: TrainConfig,
 
 def resume(
     run_dir: str | Path,
-    data: np.ndarray,
+    data: np.ndarray | pd.DataFrame | str | os.PathLike,
     strategy: tf.distribute.Strategy | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     tensorboard: bool | None = None,
@@ -198,7 +198,9 @@ def resume(
 
     Args:
       run_dir: a run directory written by `fit`.
-      data: the rows the run was trained on (the same split is taken again).
+      data: the rows the run was trained on (the same split is taken again); for a run of
+        a table, its table (a path or a DataFrame), read by the run's layout (a mixed run's
+        categories become the flow's one-hot context again).
       strategy: a `tf.distribute` strategy (default: the current one).
       on_epoch: called after every epoch with its `EpochMetrics`.
       tensorboard: write TensorBoard summaries (steps continue the run's epochs); None:
@@ -208,6 +210,8 @@ def resume(
     """
     run = RunDir(run_dir)
     stored = run.read_config()
+    if table_fit.is_table(data, context):
+        data, context = table_fit.resume_inputs(run, stored, data)
     train_config = stored.train.replace(**_resumable_changes(stored, changes))
     if train_config != stored.train:
         run.write_config(dataclasses.replace(stored, train=train_config))

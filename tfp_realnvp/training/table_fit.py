@@ -107,3 +107,29 @@ def _fit_categorical(model: MixedTableModel, table: tables.TableRows, run_dir: s
                **categorical_metrics(model.categorical), "versions": software_versions()}
     run.write_metrics(metrics)
     return FitResult(None, run.path, metrics, model=model)
+
+
+def resume_inputs(run: RunDir, stored: RunConfig, data: Any,
+                  drop_nonfinite: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """(numbers, flow context) of a table run's own table (a path or a DataFrame), laid out
+    by the run's recorded layout, for `resume`: the context of a mixed run is the one-hot of
+    its categories (categorical.json's model) then its context columns."""
+    from tfp_realnvp.errors import DataError
+    from tfp_realnvp.mixed.model import CATEGORICAL_FILE, load_categorical
+
+    if stored.flow is None:
+        raise DataError(f"{run.path} is an all-categorical table's run: it has no flow to "
+                        "train further; fit it again.")
+    if stored.layout is None:
+        raise DataError(f"{run.path} records no table layout; resume it with its arrays.")
+    frame = data if isinstance(data, pd.DataFrame) else tables.read_frame(data)
+    table = tables.table_rows(frame, stored.layout, str(data) if isinstance(
+        data, (str, os.PathLike)) else "data", drop_nonfinite=drop_nonfinite)
+    context = table.context
+    if table.codes.shape[1]:
+        if not (run.path / CATEGORICAL_FILE).is_file():
+            raise DataError(f"{run.path}: no {CATEGORICAL_FILE}; the run was stopped before "
+                            "its categorical model was written. Fit it again.")
+        hot = MixedTableModel(load_categorical(run.path), None).context(table.codes)
+        context = hot if context is None else np.concatenate([hot, context], axis=1)
+    return table.numeric, context
