@@ -188,12 +188,14 @@ class MixedTableModel:
 
         return sample_flow(self.flow, num, seed, context=self.context(codes, context)), codes
 
-    def save_categorical(self, run_dir: str | Path) -> Path:
-        """Writes `categorical.json` (model and vocabularies) into `run_dir` atomically."""
+    def save_categorical(self, run_dir: str | Path, numeric: bool | None = None) -> Path:
+        """Writes `categorical.json` (model and vocabularies) into `run_dir` atomically;
+        `numeric`: whether the run has a flow (default: whether this model has one)."""
         from tfp_realnvp.files import atomic_write
 
         path = Path(run_dir) / CATEGORICAL_FILE
-        values = {"categorical": self.categorical.to_dict(), "numeric": self.flow is not None,
+        numeric = self.flow is not None if numeric is None else numeric
+        values = {"categorical": self.categorical.to_dict(), "numeric": numeric,
                   "vocabularies": None if self.vocabularies is None else
                   [v.to_dict() for v in self.vocabularies]}
         with atomic_write(path) as tmp:

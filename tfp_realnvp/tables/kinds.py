@@ -182,8 +182,8 @@ def _column_spec(frame: pd.DataFrame, j: int, name: str | None, given: str | Non
         note = _numeric_note(values, blank)
         if note is not None:
             return ColumnSpec(name, "ignored", "ignored", note=note)
-    finite = values[np.isfinite(values)]
-    on_grid = len(finite) > 1 and grid_steps(finite[:, None], "auto")[0] > 0
+    finite = values[np.isfinite(values)]  # a context column is not dequantised: continuous
+    on_grid = not context and len(finite) > 1 and grid_steps(finite[:, None], "auto")[0] > 0
     return ColumnSpec(name, "event", "grid" if on_grid else "continuous")
 
 

@@ -79,7 +79,9 @@ def fit_table(data: Any, run_dir: str | Path, fit_arrays: Callable[..., FitResul
     if table.context is not None:
         context = np.concatenate([context, table.context], axis=1)
     result = fit_arrays(table.numeric, run_dir, context=context, layout=table.layout,
-                        data_info=info, on_create=mass_only.save_categorical, **kwargs)
+                        data_info=info,
+                        on_create=lambda path: mass_only.save_categorical(path, numeric=True),
+                        **kwargs)
     metrics = result.metrics
     if result.chief:
         metrics = RunDir(result.run_dir).update_metrics(categorical_metrics(categorical))
