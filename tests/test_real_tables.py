@@ -180,7 +180,7 @@ def test_an_all_categorical_table_is_its_mass_alone(tmp_path):
 @pytest.mark.parametrize("name, content, message", [
     ("garbage.csv", bytes(range(256)) * 40, "not a text table (binary bytes"),
     ("one_number.csv", "kind,x\n" + "a,1.5\nb,2.5\n" * 20,
-     "1 column(s) of numbers beside the categorical columns to model (x)"),
+     "1 column(s) left for the events as numbers beside the categorical columns (x)"),
     ("forced.csv", "a,b,c\n" + "1,2,u\n3,4,v\n" * 10, "row 2, column 3: 'u' is not a number"),
     ("stray.csv", "a,b\n" + "1,2\n" * 10 + "3,oops\n", "row 12, column 2: 'oops' is not a "
      "number (column 2 (b) is otherwise numeric"),

@@ -233,10 +233,10 @@ def _check_modelled(table: TableRows) -> None:
     ignored = describe_ignored(table.layout)
     why = f" ({ignored}; pass --numeric or --categorical to keep one)" if ignored else ""
     if width == 1 or (width == 0 and kinds == 0):
-        with_categories = " beside the categorical columns" if kinds else ""
+        with_categories = " as numbers beside the categorical columns" if kinds else ""
         name = table.layout.labels(numeric_events(table.layout))
         raise DataError(
-            f"{table.source}: {width} column(s) of numbers{with_categories} to model"
+            f"{table.source}: {width} column(s) left for the events{with_categories}"
             f"{f' ({name[0]})' if name else ''}{why}; a RealNVP flow needs at least 2 "
             "columns. Add a numeric column, or pass --categorical NAME to model a column's "
             "values as categories.")
