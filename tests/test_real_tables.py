@@ -198,3 +198,25 @@ def test_bad_tables_are_refused_in_one_line_and_leave_no_run(tmp_path, name, con
     assert result.output.count("Error:") == 1 and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_mixed_table_with_its_own_context_columns(tmp_path):
+    rng = np.random.default_rng(4)
+    site = rng.choice(["a", "b"], 100)
+    frame = pd.DataFrame({"x": rng.normal(size=100), "y": rng.normal(size=100), "site": site,
+                          "temp": rng.normal(size=100)})
+    result = tfp_realnvp.fit(frame, tmp_path / "run", FLOW, TRAIN, context_columns="temp",
+                             missing="error")
+    model = tfp_realnvp.load(tmp_path / "run")
+    assert model.extra_context_dim == 1 and find_model(tmp_path / "run").config.context_dim == 3
+    table = tables.table_rows(frame, find_model(tmp_path / "run").layout)
+    scores = model.log_prob(table.numeric.astype(np.float32), table.codes, table.context)
+    np.testing.assert_allclose(scores, result.model.log_prob(
+        table.numeric.astype(np.float32), table.codes, table.context), rtol=1e-5)
+    with pytest.raises(DataError, match="also needs 1 context column"):
+        model.log_prob(table.numeric.astype(np.float32), table.codes)
+
+
+def test_kind_overrides_need_data():
+    result = invoke("fit", "--categorical", "a", "--quiet")
+    assert result.exit_code == 2 and "--categorical needs --data FILE" in result.output

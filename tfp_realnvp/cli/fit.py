@@ -83,6 +83,11 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
     categories).
     """
     _check_arguments(resume, run_dir, strategy, context_spec, data_file)
+    kinds_given = [f"--{k}" for k, v in (("categorical", categorical), ("numeric", numeric),
+                                         ("ignore", ignore)) if v is not None]
+    if kinds_given and (resume or data_file is None):
+        raise click.UsageError(f"{kinds_given[0]} needs --data FILE (a new run; a resumed run "
+                               "uses the kinds it recorded).")
     with reported_errors():
         check_data_file(data_file)
         distribution = start_tensorflow(strategy)
