@@ -41,9 +41,13 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     flow = model.config
     metrics = model.metrics
     summary: dict[str, Any] = {
-        "kind": model.kind, "path": str(model.path), "event_dim": flow.event_dim,
-        "context_dim": flow.context_dim, "ensemble_size": flow.ensemble_size,
-        "flow": {k: v for k, v in flow.to_dict().items() if not k.startswith("data_")},
+        "kind": model.kind, "path": str(model.path),
+        "event_dim": 0 if flow is None else flow.event_dim,
+        "context_dim": 0 if flow is None else flow.context_dim,
+        "ensemble_size": 0 if flow is None else flow.ensemble_size,
+        "flow": None if flow is None else
+        {k: v for k, v in flow.to_dict().items() if not k.startswith("data_")},
+        "mixed": model.mixed,
         "layout": None if model.layout is None else model.layout.to_dict(),
         "metrics": None if metrics is None else {k: metrics[k] for k in METRIC_KEYS
                                                  if k in metrics},
@@ -51,7 +55,8 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     }
     if model.kind == "run":
         stored = RunDir(model.path).read_config()
-        summary.update(train=stored.train.to_dict(), data=stored.data, auto=stored.auto)
+        summary.update(train=None if stored.train is None else stored.train.to_dict(),
+                       data=stored.data, auto=stored.auto)
         return summary
     found = recorded_signatures(model.path)
     if found is None:
@@ -149,14 +154,21 @@ def format_summary(summary: dict[str, Any]) -> str:
     versions = summary["versions"]
     lines.append("written by: " + (", ".join(f"{k} {v}" for k, v in versions.items())
                                    if versions else "not recorded"))
-    lines.append(f"dimension: {summary['event_dim']} (context {summary['context_dim']}, "
-                 f"ensemble of {summary['ensemble_size']})")
-    lines.append("flow: " + _pairs(summary["flow"]))
+    if summary.get("mixed"):
+        lines.append("model: log P(categories) + log p(numbers | categories)" if
+                     summary["flow"] else "model: the categories' mass alone (no numbers)")
+    if summary["flow"] is not None:
+        lines.append(f"dimension: {summary['event_dim']} (context {summary['context_dim']}, "
+                     f"ensemble of {summary['ensemble_size']})")
+        lines.append("flow: " + _pairs(summary["flow"]))
     if summary.get("layout"):
         lines.append("columns: " + ", ".join(
-            f"{c['name'] if c['name'] is not None else i} ({c['role']})"
-            for i, c in enumerate(summary["layout"]["columns"])))
-    if "train" in summary:
+            _column(i, c) for i, c in enumerate(summary["layout"]["columns"])))
+        ignored = [_column(i, c) + f": {c['note']}"
+                   for i, c in enumerate(summary["layout"]["columns"]) if c.get("note")]
+        if ignored:
+            lines.append("ignored: " + "; ".join(ignored))
+    if summary.get("train"):
         lines.append("train: " + _pairs(summary["train"]))
         lines.append("data: " + _pairs({k: v for k, v in summary["data"].items()
                                         if k != "sha256"}))
@@ -169,6 +181,19 @@ def format_summary(summary: dict[str, Any]) -> str:
                          for k, v in signature["outputs"].items())
         lines.append(f"signature {name}: {ins} -> {outs}")
     return "\n".join(lines)
+
+
+def _column(position: int, column: dict[str, Any], shown: int = 5) -> str:
+    """`colour (event, categorical: 3 levels: blue, green, red)`, `x (event, grid)`."""
+    name = column["name"] if column["name"] is not None else str(position)
+    kind = column.get("kind", "continuous")
+    if column["role"] == "ignored":
+        return f"{name} (ignored)"
+    levels = column.get("levels")
+    if levels is not None:
+        head = ", ".join(levels[:shown]) + (", ..." if len(levels) > shown else "")
+        kind = f"categorical: {len(levels)} level{'s' if len(levels) != 1 else ''}: {head}"
+    return f"{name} ({column['role']}, {kind})"
 
 
 def _pairs(values: dict[str, Any]) -> str:

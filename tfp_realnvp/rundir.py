@@ -46,6 +46,7 @@ SAVED_MODEL_FILE = "saved_model.pb"
 ASSETS_EXTRA = "assets.extra"
 FLOW_CONFIG_FILE = "flow_config.json"
 LAYOUT_FILE = "layout.json"
+CATEGORICAL_FILE = "categorical.json"  # a mixed run's categorical model (mixed/model.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,22 +56,26 @@ class RunConfig:
     layout (None: trained from arrays). A config written before the layout existed keeps
     it in its flow fields; it is read from there."""
 
-    flow: FlowConfig
-    train: TrainConfig
+    flow: FlowConfig | None  # None: an all-categorical table's run (no flow)
+    train: TrainConfig | None
     data: dict[str, Any]
     auto: dict[str, Any] = dataclasses.field(default_factory=dict)
     layout: TableLayout | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"flow": self.flow.to_dict(), "train": self.train.to_dict(), "data": self.data,
+        return {"flow": None if self.flow is None else self.flow.to_dict(),
+                "train": None if self.train is None else self.train.to_dict(),
+                "data": self.data,
                 "auto": self.auto,
                 "layout": None if self.layout is None else self.layout.to_dict()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
-        flow, legacy = split_legacy_flow(values["flow"])
+        flow, legacy = split_legacy_flow(values["flow"] or {})
         layout = values.get("layout")
-        return cls(FlowConfig.from_dict(flow), TrainConfig.from_dict(values["train"]),
+        train = values.get("train")
+        return cls(None if values["flow"] is None else FlowConfig.from_dict(flow),
+                   None if train is None else TrainConfig.from_dict(train),
                    values.get("data", {}), values.get("auto", {}),
                    legacy if layout is None else TableLayout.from_dict(layout))
 
@@ -176,6 +181,9 @@ class RunDir:
         from tfp_realnvp.flow import build_flow
 
         config = self.read_config().flow
+        if config is None:
+            raise ModelNotFoundError(f"{self.path}: an all-categorical table's run has no "
+                                     "flow; load it with tfp_realnvp.load.")
         if not self.is_finished():
             raise ModelNotFoundError(
                 f"{self.path}: no trained weights in {MODEL_DIR}/ (training has not finished; "
@@ -293,9 +301,20 @@ class Model:
                             f"{ASSETS_EXTRA}/{METRICS_FILE}")
         return json.loads(file.read_text()) if file.is_file() else None
 
-    def load(self) -> tfd.Distribution:
+    @property
+    def mixed(self) -> bool:
+        """A table model with categorical columns (its `load` gives a `MixedTableModel`)."""
+        return self.kind == "run" and (self.path / CATEGORICAL_FILE).is_file()
+
+    def load(self) -> tfd.Distribution | Any:
+        """The trained model: a TFP distribution, or for a run of a table with categorical
+        columns its `MixedTableModel`."""
         from tfp_realnvp.flow import build_flow
 
+        if self.mixed:
+            from tfp_realnvp.mixed.model import load_mixed
+
+            return load_mixed(self.path)
         if self.kind == "run":
             return RunDir(self.path).load_flow()
         _check_saved_model(self.path)
@@ -318,8 +337,9 @@ def find_model(path: str | os.PathLike) -> Model:
     return Model("export", version_dir)
 
 
-def load(path: str | os.PathLike) -> tfd.Distribution:
-    """A live TFP distribution from a run directory or an export.
+def load(path: str | os.PathLike) -> tfd.Distribution | Any:
+    """A live TFP distribution from a run directory or an export (the `MixedTableModel`
+    of a run of a table with categorical columns).
 
     For an export the flow is rebuilt from `assets.extra/flow_config.json` and its weights
     are read from the SavedModel's variables (the serving module keeps the flow under the

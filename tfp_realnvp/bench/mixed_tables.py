@@ -12,7 +12,8 @@ Methods (each fitted on the training 80%, scored on the held-out 20%):
   p(x | c) = N(x; mu_c, Sigma)
   ```
   `alpha` and `lambda` chosen on a 20% validation split of the training rows.
-- `flow`: `tfp_realnvp.mixed.fit_mixed` with `fit`'s automatic settings.
+- `flow`: `tfp_realnvp.fit` of the training DataFrame with no flags (kinds found, automatic
+  settings).
 
 Tables (offline, scikit-learn): iris + species, wine + class, breast_cancer + diagnosis,
 diabetes with `sex` as a category, and `synthetic` (two categorical columns whose cells
@@ -30,6 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn import datasets as skdata
 
 from tfp_realnvp import prepare as prepare_lib
@@ -228,23 +230,36 @@ def _parts_location(table: MixedTable, seed: int, time_budget: float | None):
             f"alpha {model.alpha:.3g}, {len(model.cell_counts)} cells")
 
 
+def training_frame(table: MixedTable) -> pd.DataFrame:
+    """The training rows as a user's DataFrame: numeric columns `x1..xD`, then the
+    categorical ones `c1..cK` as text labels."""
+    labels = encoding.decode(table.train_codes, table.vocabularies)
+    columns = {f"x{j + 1}": table.train_numeric[:, j]
+               for j in range(table.train_numeric.shape[1])}
+    columns.update({f"c{k + 1}": labels[:, k] for k in range(labels.shape[1])})
+    return pd.DataFrame(columns)
+
+
 def _parts_flow(table: MixedTable, seed: int, time_budget: float | None):
-    from tfp_realnvp.mixed.model import fit_mixed
+    """The default `tfp_realnvp.fit` of the training DataFrame, no flags: it finds the
+    kinds itself; scored with the `MixedTableModel` it returns."""
+    import tfp_realnvp
 
     settings: dict[str, Any] = {"seed": seed, "mixing_seed": seed}
     if time_budget is not None:
         settings["time_budget"] = time_budget
     with tempfile.TemporaryDirectory() as tmp:
-        model = fit_mixed(table.train_numeric.astype(np.float32), table.train_codes,
-                          f"{tmp}/run", settings=settings, vocabularies=table.vocabularies,
-                          seed=seed)
+        result = tfp_realnvp.fit(training_frame(table), f"{tmp}/run", settings=settings)
+        model = result.model
+        if [v.labels for v in model.vocabularies] != [v.labels for v in table.vocabularies]:
+            raise ConfigError(f"{table.name}: fit found other categories than the table's.")
         mass, density = model.log_prob_parts(table.test_numeric.astype(np.float32),
                                              table.test_codes)
         from tfp_realnvp.rundir import RunDir
 
         config = RunDir(f"{tmp}/run").read_config().flow
     detail = (f"a {model.categorical.strength:.3g}, {config.ensemble_size} x "
-              f"{config.coupling}")
+              f"{config.coupling}, {result.metrics['epochs_run']} epochs")
     return mass, density, detail
 
 

@@ -12,7 +12,12 @@ import tfp_realnvp
 from tfp_realnvp.cli.model import PLOT_FILE, export_and_report, plot_and_report
 from tfp_realnvp.cli.options import config_file_defaults, config_options
 from tfp_realnvp.cli.runtime import progress, reported_errors, start_tensorflow
-from tfp_realnvp.cli.tables import check_data_file, read_data, read_table
+from tfp_realnvp.cli.tables import (
+    check_data_file,
+    read_data,
+    read_table,
+    read_training_rows,
+)
 from tfp_realnvp.config import STRATEGIES, TOY_DATASET_NAMES, FlowConfig, TrainConfig
 from tfp_realnvp.errors import DataError
 
@@ -55,19 +60,34 @@ from tfp_realnvp.errors import DataError
               help="Train p(x | c): the columns of --data that are the context c, comma-"
               "separated, by header name or 0-based position (0 is the first column); the "
               "other columns are x.")
+@click.option("--categorical", help="Columns of --data to model as categories (comma-"
+              "separated names or 0-based positions), whatever their cells look like.")
+@click.option("--numeric", help="Columns of --data to model as numbers (each cell must be one).")
+@click.option("--ignore", help="Columns of --data to leave out.")
+@click.option("--missing", type=click.Choice(("drop", "error")), default="drop",
+              show_default=True, help="Rows of --data with a blank cell in a modelled column: "
+              "leave them out (says how many), or refuse the file naming the first.")
 @config_options(FlowConfig, TrainConfig)
 @click.pass_context
 def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume: bool,
         drop_nonfinite: bool, dataset: str, num_points: int, noise: float, seed: int,
         strategy: str, quiet: bool, export_base: Path | None, plot: bool, tensorboard: bool,
-        context_spec: str | None,
-        **options: Any) -> None:
+        context_spec: str | None, categorical: str | None, numeric: str | None,
+        ignore: str | None, missing: str, **options: Any) -> None:
     """Train a flow. With no arguments: two moons (3000 points, noise 0.05).
 
     Settings not given are chosen from the table's shape (see `tfp_realnvp.auto`) and
-    recorded in the run's config.json; every option given wins.
+    recorded in the run's config.json; every option given wins. A --data table's column
+    kinds are found from its cells (numbers, categories, IDs and blank or constant columns
+    left out); with categorical columns the run models log P(categories) + log p(numbers |
+    categories).
     """
     _check_arguments(resume, run_dir, strategy, context_spec, data_file)
+    kinds_given = [f"--{k}" for k, v in (("categorical", categorical), ("numeric", numeric),
+                                         ("ignore", ignore)) if v is not None]
+    if kinds_given and (resume or data_file is None):
+        raise click.UsageError(f"{kinds_given[0]} needs --data FILE (a new run; a resumed run "
+                               "uses the kinds it recorded).")
     with reported_errors():
         check_data_file(data_file)
         distribution = start_tensorflow(strategy)
@@ -81,7 +101,9 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
             data = None  # the plot reads the run's recorded data
         else:
             data, data_info, context, layout = _new_data(
-                data_file, drop_nonfinite, context_spec, dataset, num_points, noise, seed)
+                data_file, drop_nonfinite, context_spec, dataset, num_points, noise, seed,
+                {"categorical": categorical, "numeric": numeric, "ignore": ignore,
+                 "missing": missing})
             given = {k: v for k, v in options.items() if v is not None}
             run_dir = run_dir or _default_run_dir(Path(data_info["source"]).stem)
             with progress(given.get("epochs"), quiet) as on_epoch:
@@ -93,8 +115,14 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
         if not result.chief:
             _report_worker(result)
             return
+        if result.flow is None:
+            _report_categorical(result)
+            return
         metrics = tfp_realnvp.scoring.score_toy_run(result.run_dir, result.flow, result.metrics)
     _report_fit(result.run_dir, metrics)
+    if result.model is not None:
+        click.echo(f"categories: {_categories(result.model)}; held-out mass "
+                   f"{result.metrics.get('categorical_cv_nll') or float('nan'):.4f} nats/row")
     if (result.run_dir / tfp_realnvp.summaries.TENSORBOARD_DIR).is_dir():
         click.echo(f"tensorboard: tensorboard --logdir "
                    f"{result.run_dir / tfp_realnvp.summaries.TENSORBOARD_DIR}")
@@ -120,16 +148,15 @@ def _check_arguments(resume: bool, run_dir: Path | None, strategy: str,
 
 
 def _new_data(data_file: Path | None, drop_nonfinite: bool, context_spec: str | None,
-              dataset: str, num_points: int, noise: float, seed: int):
-    """A new run's (rows, data_info for config.json, context rows, TableLayout): the
-    `--context-columns` of --data, all of --data, or a toy set."""
+              dataset: str, num_points: int, noise: float, seed: int,
+              kinds: dict[str, Any] | None = None):
+    """A new run's (rows, data_info for config.json, context rows, TableLayout): --data
+    read as a table (`tables.TableRows`: its kinds, context and blanks; the layout goes
+    with it), or a toy set."""
     context, layout = None, None
     if data_file is not None:
-        data, context, layout = read_data(data_file, drop_nonfinite, context_spec)
-        data_info = {"source": str(data_file), "num_rows": len(data)}
-        if context_spec is not None:
-            names = layout.names
-            data_info["context_columns"] = [names[i] if names else i for i in layout.context]
+        data = read_training_rows(data_file, drop_nonfinite, context_spec, **(kinds or {}))
+        data_info = {"source": str(data_file)}
     else:
         data = tfp_realnvp.tables.make_toy(dataset, num_points, noise, seed)
         data_info = {"source": dataset, "num_points": num_points, "noise": noise,
@@ -146,7 +173,14 @@ def _resume(run_dir: Path, data_file: Path | None, drop_nonfinite: bool, strateg
             quiet: bool, changes: dict[str, Any], tensorboard: bool | None = None):
     stored = tfp_realnvp.rundir.RunDir(run_dir).read_config()
     context = None
-    if stored.flow.context_dim:
+    if stored.flow is None or _has_categories(stored.layout):
+        path = data_file if data_file is not None else stored.data.get("source")
+        if path is None:
+            raise DataError("The run records no data source; pass its table with --data.")
+        data = tfp_realnvp.training.table_fit.resume_inputs(
+            tfp_realnvp.rundir.RunDir(run_dir), stored, Path(path), drop_nonfinite)
+        data, context = data
+    elif stored.flow.context_dim:
         path = data_file if data_file is not None else stored.data.get("source")
         if path is None:
             raise DataError("The run records no data source; pass the training data with "
@@ -162,6 +196,10 @@ def _resume(run_dir: Path, data_file: Path | None, drop_nonfinite: bool, strateg
                                   context=context, tensorboard=tensorboard, **changes)
 
 
+def _has_categories(layout: Any) -> bool:
+    return layout is not None and any(c.kind == "categorical" for c in layout.columns)
+
+
 def _report_fit(run_dir: Path, metrics: dict[str, Any]) -> None:
     click.echo(f"run directory: {run_dir}")
     click.echo(f"epochs: {metrics['epochs_run']} (best {metrics['best_epoch']}"
@@ -175,6 +213,22 @@ def _report_fit(run_dir: Path, metrics: dict[str, Any]) -> None:
     if metrics.get("num_workers", 1) > 1:
         click.echo(f"chief of {metrics['num_workers']} workers; weights sha256: "
                    f"{metrics['weights_sha256']}")
+
+
+def _categories(model: Any) -> str:
+    vocabularies = model.vocabularies or []
+    return ", ".join(f"{v.name} ({v.size} level{'s' if v.size != 1 else ''})"
+                     for v in vocabularies)
+
+
+def _report_categorical(result) -> None:
+    """What `fit` says of an all-categorical table: its mass alone, no flow."""
+    click.echo(f"run directory: {result.run_dir}")
+    click.echo(f"all-categorical table: {_categories(result.model)}; modelled by its "
+               "categories' mass alone (no flow)")
+    score = result.metrics.get("categorical_cv_nll")
+    if score is not None:
+        click.echo(f"held-out mass: {score:.4f} nats/row (5-fold)")
 
 
 def _report_worker(result) -> None:

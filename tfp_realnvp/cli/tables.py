@@ -4,6 +4,7 @@ user sees about dropped rows. The reading itself is the library's (`tfp_realnvp.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -41,4 +42,20 @@ def read_table(path: Path, drop_nonfinite: bool):
     if drop_nonfinite and table.ndim == 2:
         table, dropped = tables.drop_nonfinite_rows(table)
         report_dropped(path, drop_nonfinite, dropped)
+    return table
+
+
+def read_training_rows(path: Path, drop_nonfinite: bool, context_spec: str | None = None,
+                       **kinds: Any) -> tables.TableRows:
+    """A training file read as a table (`tables.read_training_frame`: kinds, overrides in
+    `kinds`, blanks), saying which columns were left out and how many rows."""
+    table = tables.read_training_frame(path, context_spec, drop_nonfinite=drop_nonfinite,
+                                       option="--context-columns", **kinds)
+    ignored = tables.describe_ignored(table.layout)
+    if ignored:
+        click.echo(f"{path}: left out {ignored}", err=True)
+    if table.dropped_missing:
+        click.echo(f"{path}: left out {table.dropped_missing} row(s) with blank cells "
+                   "(--missing error refuses them)", err=True)
+    report_dropped(path, drop_nonfinite, table.dropped_nonfinite)
     return table

@@ -64,20 +64,40 @@ class MixedTableModel:
             from tfp_realnvp.flow import flow_context_dim
 
             width = flow_context_dim(flow)
-            if width != sum(categorical.levels):
+            if width < sum(categorical.levels):
                 raise ConfigError(f"The flow's context has {width} column(s); the categorical "
                                   f"model's one-hot needs {sum(categorical.levels)}.")
+
+    @property
+    def extra_context_dim(self) -> int:
+        """The user's own context columns after the one-hot (0: p(x, c) unconditional)."""
+        if self.flow is None:
+            return 0
+        from tfp_realnvp.flow import flow_context_dim
+
+        return flow_context_dim(self.flow) - sum(self.categorical.levels)
 
     @property
     def numeric_dim(self) -> int:
         return 0 if self.flow is None else int(self.flow.event_shape[-1])
 
-    def context(self, codes: np.ndarray) -> np.ndarray:
-        """The flow's context `[N, sum_k L_k]` for complete codes (unseen: the column's
-        training frequencies)."""
+    def context(self, codes: np.ndarray, extra: Any = None) -> np.ndarray:
+        """The flow's context `[N, sum_k L_k (+ E)]` for complete codes (unseen: the
+        column's training frequencies), then the user's own context `extra` `[N, E]`."""
         model = self.categorical
         unseen = [n[:-1] / model.num_rows for n in model.column_counts]
-        return one_hot(model.clip_unseen(codes), model.levels, unseen)
+        hot = one_hot(model.clip_unseen(codes), model.levels, unseen)
+        if not self.extra_context_dim:
+            if extra is not None:
+                raise DataError("context: this model takes no context beyond its categories.")
+            return hot
+        if extra is None:
+            raise DataError(f"context: this model also needs {self.extra_context_dim} context "
+                            "column(s) of its own (context=); got None.")
+        extra = tables.validate_context(np.broadcast_to(
+            np.asarray(extra, np.float32), (len(codes), self.extra_context_dim)),
+            width=self.extra_context_dim)
+        return np.concatenate([hot, extra], axis=1)
 
     def _numeric(self, numeric: Any, rows: int) -> np.ndarray | None:
         if self.flow is None:
@@ -93,33 +113,40 @@ class MixedTableModel:
                             "row per codes row).")
         return numeric
 
-    def log_density(self, numeric: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    def log_density(self, numeric: np.ndarray, codes: np.ndarray,
+                    context: Any = None) -> np.ndarray:
         """`log p(x | c)` for complete codes, float64 `[N]` (0 without numeric columns)."""
         if self.flow is None:
             return np.zeros(len(codes))
         from tfp_realnvp.scoring import per_row_nll
 
-        return -per_row_nll(self.flow, numeric, context=self.context(codes))
+        return -per_row_nll(self.flow, numeric, context=self.context(codes, context))
 
-    def log_prob(self, numeric: Any, codes: Any) -> np.ndarray:
-        """`log P(c) + log p(x | c)` per row, float64 `[N]`; -1 cells summed out exactly."""
+    def log_prob(self, numeric: Any, codes: Any, context: Any = None) -> np.ndarray:
+        """`log P(c) + log p(x | c)` per row, float64 `[N]`; -1 cells summed out exactly.
+        `context`: the user's own context columns `[N, E]` when the model has them."""
         codes = self.categorical.clip_unseen(validate_codes(codes, self.categorical.width))
         numeric = self._numeric(numeric, len(codes))
         if numeric is None:
             return self.categorical.log_mass(codes)
         out = np.empty(len(codes))
+        if context is not None:
+            context = np.broadcast_to(np.asarray(context, np.float32),
+                                      (len(codes), np.shape(context)[-1]))
         complete = (codes >= 0).all(axis=1)
         if complete.any():
             out[complete] = self.categorical.log_mass(codes[complete]) + \
-                self.log_density(numeric[complete], codes[complete])
+                self.log_density(numeric[complete], codes[complete],
+                                 None if context is None else context[complete])
         patterns = codes < 0
         for pattern in {tuple(p) for p in patterns[~complete]}:
             rows = np.flatnonzero((patterns == pattern).all(axis=1))
-            out[rows] = self._marginal(numeric[rows], codes[rows], np.flatnonzero(pattern))
+            out[rows] = self._marginal(numeric[rows], codes[rows], np.flatnonzero(pattern),
+                                       None if context is None else context[rows])
         return out
 
     def _marginal(self, numeric: np.ndarray, codes: np.ndarray,
-                  missing: np.ndarray) -> np.ndarray:
+                  missing: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
         """logsumexp over every level combination of the `missing` columns (shared by the
         rows) of `log P(c) + log p(x | c)`."""
         sizes = [self.categorical.sizes[k] for k in missing]
@@ -135,34 +162,40 @@ class MixedTableModel:
             full = np.repeat(codes[part], total, axis=0)
             full[:, missing] = np.tile(fills, (len(codes[part]), 1))
             x = np.repeat(numeric[part], total, axis=0)
-            terms = (self.categorical.log_mass(full) + self.log_density(x, full))
+            extra = None if context is None else np.repeat(context[part], total, axis=0)
+            terms = (self.categorical.log_mass(full) + self.log_density(x, full, extra))
             out[part] = _logsumexp(terms.reshape(-1, total))
         return out
 
-    def log_prob_parts(self, numeric: Any, codes: Any) -> tuple[np.ndarray, np.ndarray]:
+    def log_prob_parts(self, numeric: Any, codes: Any,
+                       context: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """`(log P(c), log p(x | c))` per row; with missing cells `log P(c_obs)` and
         `log p(x | c_obs) = log_prob - log P(c_obs)`, so the parts always sum to log_prob."""
         codes = validate_codes(codes, self.categorical.width)
         mass = self.categorical.log_mass(codes)
-        return mass, self.log_prob(numeric, codes) - mass
+        return mass, self.log_prob(numeric, codes, context) - mass
 
-    def sample(self, num: int, seed: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
+    def sample(self, num: int, seed: int = 0,
+               context: Any = None) -> tuple[np.ndarray | None, np.ndarray]:
         """`num` rows: codes from the categorical model (NumPy generator seeded by `seed`),
-        then the numeric cells from the flow given them (stateless seed `seed`)."""
+        then the numeric cells from the flow given them (stateless seed `seed`) and the
+        user's own `context` (one row for all, or one per sample) if the model has one."""
         codes = self.categorical.sample(num, np.random.default_rng(seed))
         if self.flow is None or num == 0:
             empty = None if self.flow is None else np.zeros((0, self.numeric_dim), np.float32)
             return empty, codes
         from tfp_realnvp.sampling import sample_flow
 
-        return sample_flow(self.flow, num, seed, context=self.context(codes)), codes
+        return sample_flow(self.flow, num, seed, context=self.context(codes, context)), codes
 
-    def save_categorical(self, run_dir: str | Path) -> Path:
-        """Writes `categorical.json` (model and vocabularies) into `run_dir` atomically."""
-        from tfp_realnvp.rundir import atomic_write
+    def save_categorical(self, run_dir: str | Path, numeric: bool | None = None) -> Path:
+        """Writes `categorical.json` (model and vocabularies) into `run_dir` atomically;
+        `numeric`: whether the run has a flow (default: whether this model has one)."""
+        from tfp_realnvp.files import atomic_write
 
         path = Path(run_dir) / CATEGORICAL_FILE
-        values = {"categorical": self.categorical.to_dict(), "numeric": self.flow is not None,
+        numeric = self.flow is not None if numeric is None else numeric
+        values = {"categorical": self.categorical.to_dict(), "numeric": numeric,
                   "vocabularies": None if self.vocabularies is None else
                   [v.to_dict() for v in self.vocabularies]}
         with atomic_write(path) as tmp:
@@ -225,15 +258,24 @@ def _new_run_dir(run_dir: str | Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
-def load_mixed(run_dir: str | Path) -> MixedTableModel:
-    """The model `fit_mixed` left in `run_dir` (flow weights and categorical.json)."""
+def _read_categorical(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / CATEGORICAL_FILE
     if not path.is_file():
         from tfp_realnvp.errors import ModelNotFoundError
 
         raise ModelNotFoundError(f"{run_dir}: no {CATEGORICAL_FILE}; not a mixed-table run "
                                  "(fit it with tfp_realnvp.mixed.fit_mixed).")
-    values = json.loads(path.read_text())
+    return json.loads(path.read_text())
+
+
+def load_categorical(run_dir: str | Path) -> CategoricalModel:
+    """The categorical model of a mixed run (its categorical.json), without the flow."""
+    return CategoricalModel.from_dict(_read_categorical(run_dir)["categorical"])
+
+
+def load_mixed(run_dir: str | Path) -> MixedTableModel:
+    """The model `fit_mixed` left in `run_dir` (flow weights and categorical.json)."""
+    values = _read_categorical(run_dir)
     vocabularies = None if values.get("vocabularies") is None else \
         [Vocabulary.from_dict(v) for v in values["vocabularies"]]
     flow = None

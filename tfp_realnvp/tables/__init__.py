@@ -16,6 +16,7 @@ from tfp_realnvp.tables.inputs import (
     recorded_data,
     split_like_training,
 )
+from tfp_realnvp.tables.kinds import describe_ignored, infer_layout
 from tfp_realnvp.tables.layout import ColumnSpec, TableLayout, split_legacy_flow
 from tfp_realnvp.tables.readers import (
     header_of,
@@ -24,6 +25,12 @@ from tfp_realnvp.tables.readers import (
     read_frame,
     read_header,
     read_table,
+)
+from tfp_realnvp.tables.rows import (
+    TableRows,
+    context_width,
+    read_training_frame,
+    table_rows,
 )
 from tfp_realnvp.tables.toys import TOY_DATASETS, make_toy
 from tfp_realnvp.tables.validate import (
@@ -34,9 +41,11 @@ from tfp_realnvp.tables.validate import (
 )
 from tfp_realnvp.tables.writers import save_array
 
-__all__ = ["TOY_DATASETS", "ColumnSpec", "TableLayout", "context_for_model", "context_names",
-           "describe_columns", "drop_nonfinite_rows", "fit_inputs", "header_of", "load_array",
-           "make_toy", "model_inputs", "numeric_rows", "parse_context", "read_frame",
-           "read_header", "read_table", "read_training_table", "recorded_data",
-           "resolve_columns", "save_array", "split_columns", "split_legacy_flow",
-           "split_like_training", "validate_array", "validate_context"]
+__all__ = ["ColumnSpec", "TOY_DATASETS", "TableLayout", "TableRows", "context_for_model",
+           "context_names", "context_width", "describe_columns", "describe_ignored",
+           "drop_nonfinite_rows", "fit_inputs", "header_of", "infer_layout",
+           "load_array", "make_toy", "model_inputs", "numeric_rows", "parse_context",
+           "read_frame", "read_header", "read_table", "read_training_frame",
+           "read_training_table", "recorded_data", "resolve_columns", "save_array",
+           "split_columns", "split_legacy_flow", "split_like_training", "table_rows",
+           "validate_array", "validate_context"]

@@ -180,10 +180,16 @@ def fit_inputs(data: Any, context: Any = None, layout: TableLayout | None = None
 
 
 def _check_layout(layout: TableLayout, data_shape: tuple, context_shape: tuple | None) -> None:
+    """The flow's events are the layout's numeric event columns; its context the one-hot
+    of the categorical event columns, then the context columns (categories one-hot)."""
+    from tfp_realnvp.tables.rows import categorical_events, context_width, numeric_events
+
     width = 0 if context_shape is None or len(context_shape) < 2 else context_shape[1]
-    if len(data_shape) == 2 and len(layout.events) != data_shape[1]:
-        raise ConfigError(f"The layout has {len(layout.events)} event columns; the data has "
+    events = numeric_events(layout)
+    if len(data_shape) == 2 and len(events) != data_shape[1]:
+        raise ConfigError(f"The layout has {len(events)} event columns; the data has "
                           f"{data_shape[1]}.")
-    if len(layout.context) != width:
+    hot = sum(len(layout.columns[i].levels) for i in categorical_events(layout))
+    if hot + context_width(layout) != width:
         raise ConfigError(f"The layout has {len(layout.context)} context columns; the "
                           f"context has {width}.")

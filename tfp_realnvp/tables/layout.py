@@ -27,12 +27,13 @@ class ColumnSpec:
     """One column of the source table: its header name (None: the table had no header),
     its role in the model (event x, context c, or ignored), its kind, and for a categorical
     column its vocabulary `levels` (sorted labels as text: code i is `levels[i]`, code
-    `len(levels)` the unseen level)."""
+    `len(levels)` the unseen level); an ignored column may say why (`note`)."""
 
     name: str | None
     role: str = "event"
     kind: str = "continuous"
     levels: tuple[str, ...] | None = None
+    note: str | None = None  # why an ignored column was left out
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -49,6 +50,8 @@ class ColumnSpec:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
+        if out["note"] is None:
+            del out["note"]
         if self.levels is None:
             del out["levels"]  # numeric columns: as written before levels existed
         else:

@@ -46,7 +46,9 @@ def read_frame(path: str | os.PathLike) -> pd.DataFrame:
         if array.ndim != 2:
             raise DataError(f"{path}: expected a 2-D table [rows, columns]; got shape "
                             f"{array.shape}.")
-        return pd.DataFrame(array)
+        frame = pd.DataFrame(array)
+        frame.attrs["npy"] = True  # NaN here is a number, not a blank (see tables.kinds)
+        return frame
     if suffix == ".parquet":
         return _read_parquet(path)
     return _read_csv(path)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from tfp_realnvp import prepare as prepare_lib
 from tfp_realnvp.config import FlowConfig, TrainConfig, settings
 from tfp_realnvp.errors import ConfigError, DataError
 from tfp_realnvp.rundir import RunConfig, RunDir
+from tfp_realnvp.training import table_fit
 from tfp_realnvp.training.distribute import is_chief, make_strategy, worker_run_dir
 from tfp_realnvp.training.loop import train
 from tfp_realnvp.training.records import EpochMetrics, FitResult
@@ -23,7 +25,7 @@ from tfp_realnvp.training.trainer import Trainer
 
 
 def fit(
-    data: np.ndarray | pd.DataFrame,
+    data: np.ndarray | pd.DataFrame | str | os.PathLike | tables.TableRows,
     run_dir: str | Path,
     flow_config: FlowConfig | None = None,
     train_config: TrainConfig | None = None,
@@ -34,8 +36,24 @@ def fit(
     tensorboard: bool = False,
     context: np.ndarray | None = None,
     layout: tables.TableLayout | None = None,
+    *,
+    context_columns: str | Sequence[str | int] | None = None,
+    categorical: str | Sequence[str | int] | None = None,
+    numeric: str | Sequence[str | int] | None = None,
+    ignore: str | Sequence[str | int] | None = None,
+    missing: str = "drop",
+    drop_nonfinite: bool = False,
 ) -> FitResult:
     """Trains a new flow on the rows of `data` and leaves a complete run directory.
+
+    A table (a file's path, a DataFrame, or `tables.TableRows`) given without `context`
+    has its column kinds found (`tables.infer_layout`: continuous, grid, categorical,
+    ignored; `categorical`, `numeric`, `ignore` override them, `context_columns` picks the
+    context) and its rows with a blank cell left out (`missing="drop"`, counted in
+    config.json) or refused (`missing="error"`). With categorical columns the run is a
+    mixed run: `log p(row) = log P(c) + log p(x | one_hot(c))`, the flow conditional on
+    the one-hot categories (then the context columns), `categorical.json` beside it, and
+    `FitResult.model` the `MixedTableModel` (see `training/table_fit.py`).
 
     With `context` (`[N, C]`, row i the context of data row i) the flow models
     `p(x | c)`: the context travels with its row through the split, the folds and every
@@ -66,7 +84,41 @@ def fit(
         finite, 2-D, one row per data row), or None for an unconditional flow.
       layout: where the source table's columns went (`tables.TableLayout`), saved in the
         run and its exports; a DataFrame's column names give it when left out.
+      context_columns, categorical, numeric, ignore: a table's columns (header names or
+        0-based positions; "a,b" or a list) that are the context, categorical, numeric,
+        left out.
+      missing: "drop" (default) or "error": what a table's blank cells do.
+      drop_nonfinite: leave out a table's rows holding NaN or inf instead of refusing them.
     """
+    options = {"context_columns": context_columns, "categorical": categorical,
+               "numeric": numeric, "ignore": ignore, "missing": missing,
+               "drop_nonfinite": drop_nonfinite}
+    if table_fit.is_table(data, context) and layout is None:
+        seed = (settings or {}).get("seed", train_config.seed if train_config else 0)
+        return table_fit.fit_table(
+            data, run_dir, _fit_arrays, options, data_info, seed, flow_config=flow_config,
+            train_config=train_config, strategy=strategy, on_epoch=on_epoch,
+            settings=settings, tensorboard=tensorboard)
+    return _fit_arrays(data, run_dir, flow_config, train_config, data_info, strategy,
+                       on_epoch, settings, tensorboard, context, layout)
+
+
+def _fit_arrays(
+    data: np.ndarray | pd.DataFrame,
+    run_dir: str | Path,
+    flow_config: FlowConfig | None = None,
+    train_config: TrainConfig | None = None,
+    data_info: dict[str, Any] | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    settings: dict[str, Any] | None = None,
+    tensorboard: bool = False,
+    context: np.ndarray | None = None,
+    layout: tables.TableLayout | None = None,
+    on_create: Callable[[Path], Any] | None = None,
+) -> FitResult:
+    """`fit` of arrays (or a DataFrame with its context): the flow alone; `on_create`
+    writes extra files into the new run directory once config.json is there."""
     data, context, layout = tables.fit_inputs(data, context, layout)
     data = tables.validate_array(data)
     prepare_lib.check_trainable(data, (data_info or {}).get("source", "data"))
@@ -95,6 +147,8 @@ def fit(
             **(data_info or {}), **prepared.hashes,
             "num_train": prepared.num_train,
             "num_validation": prepared.num_validation}, auto_record, layout))
+        if on_create is not None:
+            on_create(own_dir)
         trainer = Trainer(flow_config, train_config, prepared, strategy)
         trainer.set_fold_maps()
         result = train(trainer, run, on_epoch, history=[], tensorboard=tensorboard)
@@ -128,7 +182,7 @@ def _apply_settings(flow_config: FlowConfig, train_config: TrainConfig,
 
 def resume(
     run_dir: str | Path,
-    data: np.ndarray,
+    data: np.ndarray | pd.DataFrame | str | os.PathLike,
     strategy: tf.distribute.Strategy | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     tensorboard: bool | None = None,
@@ -144,7 +198,9 @@ def resume(
 
     Args:
       run_dir: a run directory written by `fit`.
-      data: the rows the run was trained on (the same split is taken again).
+      data: the rows the run was trained on (the same split is taken again); for a run of
+        a table, its table (a path or a DataFrame), read by the run's layout (a mixed run's
+        categories become the flow's one-hot context again).
       strategy: a `tf.distribute` strategy (default: the current one).
       on_epoch: called after every epoch with its `EpochMetrics`.
       tensorboard: write TensorBoard summaries (steps continue the run's epochs); None:
@@ -154,6 +210,8 @@ def resume(
     """
     run = RunDir(run_dir)
     stored = run.read_config()
+    if table_fit.is_table(data, context):
+        data, context = table_fit.resume_inputs(run, stored, data)
     train_config = stored.train.replace(**_resumable_changes(stored, changes))
     if train_config != stored.train:
         run.write_config(dataclasses.replace(stored, train=train_config))

@@ -57,13 +57,16 @@ class FitResult:
     """A trained flow, its run directory and metrics.
 
     `chief` is False in a non-chief worker of a multi-worker run: its copy of the run went
-    to a temporary directory that is removed; `run_dir` names the chief's.
+    to a temporary directory that is removed; `run_dir` names the chief's. A table with
+    categorical columns also gives `model`, its `MixedTableModel` (`flow` is then the
+    conditional flow of its numbers, None for an all-categorical table).
     """
 
-    flow: tfd.TransformedDistribution
+    flow: tfd.TransformedDistribution | None
     run_dir: Path
     metrics: dict[str, Any]
     chief: bool = True
+    model: Any = None  # a table with categorical columns: its `MixedTableModel`
 
 
 def software_versions() -> dict[str, str]:
