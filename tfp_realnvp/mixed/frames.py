@@ -116,7 +116,7 @@ def numeric_cells(column: pd.Series, source: str, name: str) -> np.ndarray:
             not pd.api.types.is_bool_dtype(column.dtype):
         out = column.to_numpy(dtype=np.float64)
     else:
-        out = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+        out = np.array(pd.to_numeric(column, errors="coerce"), dtype=np.float64)
         values = column.to_numpy(dtype=object)
         for i in np.flatnonzero(np.isnan(out)):  # blanks, and text pandas did not read
             text = label_text(values[i])
