@@ -229,3 +229,17 @@ def test_cli_sample_writes_the_header_and_labels(mixed_run, tmp_path):
     assert lines[0] == "x,color,y,size" and len(lines) == 6
     default = invoke("sample", run)
     assert default.exit_code == 0 and len(default.output.strip().splitlines()) == 1001
+
+
+def test_cli_plot_names_the_numeric_axes(mixed_run, tmp_path):
+    from tfp_realnvp.mixed.table_plots import plot_table_model
+
+    run, model = mixed_run
+    training_table(60).to_csv(tmp_path / "rows.csv", index=False)
+    result = invoke("plot", run, "--data", tmp_path / "rows.csv", "-o", tmp_path / "p.png",
+                    "-n", 100)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p.png").is_file()
+    figure = plot_table_model(model, mixed_layout(), tmp_path / "rows.csv", num_samples=50)
+    labels = {a.get_xlabel() for a in figure.axes} | {a.get_ylabel() for a in figure.axes}
+    assert {"x", "y"} <= labels and not any(label.startswith("x0") for label in labels)

@@ -175,7 +175,9 @@ def plot(model_dir: Path, output: Path | None, columns: tuple[int, ...] | None,
     Panels: the data; the data mapped to latent space; base samples z ~ N(0, I); those
     mapped to data space (an ensemble: member 0's map); for 2-D models the log-density,
     for more columns the pairwise marginals of data against samples; and the train and
-    validation NLL per epoch (from metrics.json, which exports keep too).
+    validation NLL per epoch (from metrics.json, which exports keep too). A mixed-table
+    model: its numeric columns' pairwise marginals (data against samples) and the history,
+    axes named by column.
     """
     if output is not None and output.suffix.lower() != ".png":
         raise click.UsageError(f"--output must end in .png; got {output.name!r}.")
@@ -196,13 +198,15 @@ def plot_and_report(source: Path, output: Path | None, columns: tuple[int, ...] 
     model = tfp_realnvp.rundir.find_model(source)
     if output is None and model.kind != "run":
         raise click.UsageError("An export is never written into: name the PNG with -o FILE.png.")
-    if data is None:
-        data = _plot_rows(model, data_file)
     metrics = model.metrics
     layout = model.layout
-    figure = plots.plot_model(model.load(), data, metrics, columns, num_samples, seed,
-                              title=plots.config_title(model.config, str(source)),
-                              names=None if layout is None else layout.event_names)
+    if table_model.is_table_model(model):
+        figure = table_model.plot_figure(model, data_file, data, columns, num_samples, seed)
+    else:
+            figure = plots.plot_model(model.load(), _plot_rows(model, data_file) if data is None
+                                  else data, metrics, columns, num_samples, seed,
+                                  title=plots.config_title(model.config, str(source)),
+                                  names=None if layout is None else layout.event_names)
     output = output or model.path / PLOT_FILE
     plots.save_png(figure, output)
     click.echo(f"figure: {output}")

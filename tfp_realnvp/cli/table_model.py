@@ -127,3 +127,25 @@ def write_samples(frame: Any, output: Path | None) -> None:
         return
     table_io.save_frame(frame, output)
     click.echo(f"wrote {len(frame)} samples to {output}", err=True)
+
+
+def plot_figure(found: Any, data_file: Path | None, data: Any, columns: Any,
+                num_samples: int, seed: int) -> Any:
+    """A mixed-table model's figure (`mixed.table_plots`): rows from `data` (a table),
+    else `data_file`, else a run's recorded training table."""
+    from tfp_realnvp.mixed.table_plots import plot_table_model
+
+    table = data if data is not None else data_file
+    if table is None:
+        if found.kind != "run":
+            raise click.UsageError("An export does not hold its data: pass the rows to draw "
+                                   "with --data FILE.")
+        from tfp_realnvp.rundir import RunDir
+
+        source = RunDir(found.path).read_config().data.get("source")
+        if source is None:
+            raise DataError("The run records no data source; pass the rows with --data.")
+        table = Path(source)
+    return plot_table_model(table_io.load_table_model(found), found.layout, table,
+                            found.metrics, columns, num_samples, seed,
+                            title=f"{found.path}: mixed table model")
