@@ -160,6 +160,14 @@ def test_a_numeric_flow_finds_its_columns_by_name(tmp_path):
     assert scores.categorical_nll is None and "categorical_nll" not in scores.per_row()
     sampled = sample_frame(result.flow, found.layout, 7, seed=2)
     assert list(sampled.columns) == ["a", "b"] and sampled.dtypes.tolist() == [float, float]
+    reordered.to_csv(tmp_path / "rows.csv", index=False)
+    cli = invoke("evaluate", tmp_path / "run", "--data", tmp_path / "rows.csv",
+                 "--per-row", tmp_path / "scores.parquet", "--with-columns", "--json")
+    assert cli.exit_code == 0, cli.output
+    written = pd.read_parquet(tmp_path / "scores.parquet")
+    assert list(written.columns) == ["b", "a", "extra", "nll"]
+    np.testing.assert_allclose(written["nll"], expected, rtol=1e-5)
+    assert json.loads(cli.output)["missing_numeric_rows"] == 0
 
 
 # -- sampling ------------------------------------------------------------------------------
