@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 import tfp_realnvp
+from tfp_realnvp.cli import table_model
 from tfp_realnvp.cli.options import int_list
 from tfp_realnvp.cli.runtime import reported_errors, start_tensorflow
 from tfp_realnvp.cli.tables import check_data_file
@@ -55,21 +56,31 @@ def export(source: Path, base_dir: Path, name: str, version: int | None) -> None
 
 @click.command()
 @click.argument("model_dir", type=MODEL_DIR)
-@click.option("-n", "--num-samples", type=click.IntRange(min=1), required=True)
+@click.option("-n", "--num-samples", type=click.IntRange(min=1), default=1000,
+              show_default=True)
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
               help="The same seed gives the same samples.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write to FILE.csv or FILE.npy (by extension); default: CSV on stdout.")
+              help="Write to FILE.csv, FILE.parquet or FILE.npy (by extension); default: CSV "
+              "on stdout (with a header for a table model).")
 @click.option("--context", "context_arg", help=CONTEXT_HELP)
 def sample(model_dir: Path, num_samples: int, seed: int, output: Path | None,
            context_arg: str | None) -> None:
-    """Draw samples (in data units) from a run directory or an export."""
-    if output is not None and output.suffix.lower() not in (".csv", ".npy"):
-        raise click.UsageError(f"--output must end in .csv or .npy; got {output.name!r}.")
+    """Draw samples (in data units) from a run directory or an export; a table model's
+    rows carry its column names and category labels."""
+    table_model.check_sample_output(output)
     _check_model(model_dir)
+    with reported_errors():
+        found = tfp_realnvp.rundir.find_model(model_dir)
+        table = table_model.is_table_model(found)
+    if table:
+        start_tensorflow()
+        with reported_errors():
+            table_model.sample_frame(found, num_samples, seed, output, context_arg)
+        return
     start_tensorflow()
     with reported_errors():
-        model = tfp_realnvp.rundir.find_model(model_dir)
+        model = found
         flow = model.load()
         layout = model.layout
         context = None if context_arg is None else tfp_realnvp.tables.parse_context(
@@ -79,6 +90,9 @@ def sample(model_dir: Path, num_samples: int, seed: int, output: Path | None,
     if output is None:
         for row in samples:
             click.echo(",".join(f"{v:.8g}" for v in row))
+    elif output.suffix.lower() == ".parquet":
+        with reported_errors():
+            table_model.write_samples(table_model.numeric_frame(samples, layout), output)
     else:
         tfp_realnvp.tables.save_array(samples, output,
                                       header=None if layout is None else layout.event_names)
@@ -90,24 +104,36 @@ def sample(model_dir: Path, num_samples: int, seed: int, output: Path | None,
 @click.option("--data", "data_file", type=click.Path(path_type=Path), required=True,
               help="CSV or .npy table to score.")
 @click.option("--per-row", "per_row_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write each row's NLL (an anomaly score) to FILE.csv or FILE.npy.")
+              help="Also write each row's NLL (an anomaly score), in the rows' order, to "
+              "FILE.csv, FILE.parquet or FILE.npy (a row not scored: NaN).")
+@click.option("--with-columns", is_flag=True,
+              help="--per-row also carries the input's columns (FILE.csv or FILE.parquet).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--context", "context_arg",
               help="Conditional models: the rows' context, if --data holds only x. "
               + CONTEXT_HELP)
-def evaluate(model_dir: Path, data_file: Path, per_row_file: Path | None,
+def evaluate(model_dir: Path, data_file: Path, per_row_file: Path | None, with_columns: bool,
              as_json: bool, context_arg: str | None) -> None:
     """Negative log-likelihood of a data file: mean (nats, bits/dim), median, p99, max.
 
     A conditional model scores -log p(x | c): by default the context is taken from the
     columns of --data that were the context in its training table (by header name, else
-    by position).
+    by position). A table model (categorical columns) finds its columns by name, counts
+    unseen labels, sums out missing categories, and reports -log P(c) and -log p(x | c);
+    rows with a missing number are reported apart, never averaged in.
     """
-    if per_row_file is not None and per_row_file.suffix.lower() not in (".csv", ".npy"):
-        raise click.UsageError(f"--per-row must end in .csv or .npy; got {per_row_file.name!r}.")
+    table_model.check_per_row(per_row_file, with_columns, context_arg)
     _check_model(model_dir)
     with reported_errors():
         check_data_file(data_file)
+    with reported_errors():
+        found = tfp_realnvp.rundir.find_model(model_dir)
+        frames = table_model.uses_frames(found, per_row_file, with_columns)
+    if frames:
+        start_tensorflow()
+        with reported_errors():
+            table_model.evaluate_frame(found, data_file, per_row_file, with_columns, as_json)
+        return
     start_tensorflow()
     with reported_errors():
         model = tfp_realnvp.rundir.find_model(model_dir)
@@ -149,7 +175,9 @@ def plot(model_dir: Path, output: Path | None, columns: tuple[int, ...] | None,
     Panels: the data; the data mapped to latent space; base samples z ~ N(0, I); those
     mapped to data space (an ensemble: member 0's map); for 2-D models the log-density,
     for more columns the pairwise marginals of data against samples; and the train and
-    validation NLL per epoch (from metrics.json, which exports keep too).
+    validation NLL per epoch (from metrics.json, which exports keep too). A mixed-table
+    model: its numeric columns' pairwise marginals (data against samples) and the history,
+    axes named by column.
     """
     if output is not None and output.suffix.lower() != ".png":
         raise click.UsageError(f"--output must end in .png; got {output.name!r}.")
@@ -170,13 +198,15 @@ def plot_and_report(source: Path, output: Path | None, columns: tuple[int, ...] 
     model = tfp_realnvp.rundir.find_model(source)
     if output is None and model.kind != "run":
         raise click.UsageError("An export is never written into: name the PNG with -o FILE.png.")
-    if data is None:
-        data = _plot_rows(model, data_file)
     metrics = model.metrics
     layout = model.layout
-    figure = plots.plot_model(model.load(), data, metrics, columns, num_samples, seed,
-                              title=plots.config_title(model.config, str(source)),
-                              names=None if layout is None else layout.event_names)
+    if table_model.is_table_model(model):
+        figure = table_model.plot_figure(model, data_file, data, columns, num_samples, seed)
+    else:
+            figure = plots.plot_model(model.load(), _plot_rows(model, data_file) if data is None
+                                  else data, metrics, columns, num_samples, seed,
+                                  title=plots.config_title(model.config, str(source)),
+                                  names=None if layout is None else layout.event_names)
     output = output or model.path / PLOT_FILE
     plots.save_png(figure, output)
     click.echo(f"figure: {output}")
