@@ -301,6 +301,11 @@ class Model:
         _check_saved_model(self.path)
         flow = build_flow(self.config)
         restore_weights(flow, self.path / "variables" / "variables")
+        categorical = self.path / ASSETS_EXTRA / "categorical.json"
+        if categorical.is_file():  # a mixed table's export: a MixedTableModel
+            from tfp_realnvp.mixed.model import read_mixed
+
+            return read_mixed(categorical, flow)
         return flow
 
 

@@ -233,13 +233,18 @@ def load_mixed(run_dir: str | Path) -> MixedTableModel:
 
         raise ModelNotFoundError(f"{run_dir}: no {CATEGORICAL_FILE}; not a mixed-table run "
                                  "(fit it with tfp_realnvp.mixed.fit_mixed).")
-    values = json.loads(path.read_text())
-    vocabularies = None if values.get("vocabularies") is None else \
-        [Vocabulary.from_dict(v) for v in values["vocabularies"]]
     flow = None
-    if values.get("numeric"):
+    if json.loads(path.read_text()).get("numeric"):
         from tfp_realnvp.rundir import RunDir
 
         flow = RunDir(run_dir).load_flow()
-    return MixedTableModel(CategoricalModel.from_dict(values["categorical"]), flow,
-                           vocabularies)
+    return read_mixed(path, flow)
+
+
+def read_mixed(path: str | Path, flow: tfd.Distribution | None) -> MixedTableModel:
+    """The model of a `categorical.json` (a run's, or an export's assets.extra) with `flow`."""
+    values = json.loads(Path(path).read_text())
+    vocabularies = None if values.get("vocabularies") is None else \
+        [Vocabulary.from_dict(v) for v in values["vocabularies"]]
+    return MixedTableModel(CategoricalModel.from_dict(values["categorical"]),
+                           flow if values.get("numeric") else None, vocabularies)
