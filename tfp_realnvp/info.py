@@ -156,6 +156,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append("columns: " + ", ".join(
             f"{c['name'] if c['name'] is not None else i} ({c['role']})"
             for i, c in enumerate(summary["layout"]["columns"])))
+    inputs = (summary.get("export_info") or {}).get("column_inputs")
+    if inputs:
+        lines.append("named inputs: " + ", ".join(
+            name if name == column else f"{column} -> {name}" for column, name in inputs.items()))
     if "train" in summary:
         lines.append("train: " + _pairs(summary["train"]))
         lines.append("data: " + _pairs({k: v for k, v in summary["data"].items()

@@ -108,8 +108,8 @@ class TableServingModule(tf.Module):
             missing = tf.reduce_any(tf.equal(labels[:, None], tf.constant(MISSING_LABELS)),
                                     axis=1)
             check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(missing)), [
-                f"column {column!r} (input {self.columns.inputs[column]!r}): a missing label "
-                "(empty, 'nan', 'None', ...) in row", tf.where(missing)[:1, 0] + 1,
+                f"column {column} (input {self.columns.inputs[column]}): a missing label "
+                "(empty, nan, None, ...) in row", tf.where(missing)[:1, 0] + 1,
                 "; this export does not sum missing cells out: send a label, or score the "
                 "row with tfp_realnvp (MixedTableModel.log_prob sums it out)."], summarize=1)
             with tf.control_dependencies([check]):
