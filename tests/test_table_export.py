@@ -285,3 +285,21 @@ def test_a_mixed_export_refuses_a_layout_that_does_not_fit(mixed, tmp_path):
     with pytest.raises(ConfigError, match="needs its TableLayout"):
         tfp_realnvp.export(model, tmp_path, config=config)
     assert not any(tmp_path.rglob("saved_model.pb"))
+
+
+def test_a_conditional_numeric_export_takes_its_context_columns_by_name(tmp_path):
+    config = FlowConfig(event_dim=2, num_couplings=2, hidden_units=8, num_hidden_layers=1,
+                        context_dim=1)
+    flow = build_flow(config)
+    layout = TableLayout.from_positions(3, [0, 1], [2], names=["a", "b", "temp (C)"])
+    version_dir = tfp_realnvp.export(flow, tmp_path, config=config, layout=layout)
+    signatures = describe(version_dir)["signatures"]
+    assert "sample_columns" not in signatures  # sampling needs the context: use `sample`
+    assert sorted(signatures["log_prob_columns"]["inputs"]) == ["a", "b", "temp_C"]
+    x = np.array([[0.5, -1.2], [1.5, -0.8]], np.float32)
+    context = np.array([[0.3], [-2.0]], np.float32)
+    with CApiSavedModel(str(version_dir)) as model:
+        named = model.run("log_prob_columns", {"a": x[:, 0], "b": x[:, 1],
+                                               "temp_C": context[:, 0]})["log_prob"]
+        plain = model.run("log_prob", {"x": x, "context": context})["log_prob"]
+    np.testing.assert_allclose(named, plain, rtol=1e-6)

@@ -326,7 +326,9 @@ def find_model(path: str | os.PathLike) -> Model:
 def load(path: str | os.PathLike) -> tfd.Distribution:
     """A live TFP distribution from a run directory or an export.
 
-    For an export the flow is rebuilt from `assets.extra/flow_config.json` and its weights
+    An export of a mixed table (`assets.extra/categorical.json`) gives a `MixedTableModel`
+    (that categorical model with the flow). For an export the flow is rebuilt from
+    `assets.extra/flow_config.json` and its weights
     are read from the SavedModel's variables (the serving module keeps the flow under the
     same `flow` key as a run's checkpoint), so it samples, differentiates and composes with
     other TFP objects like the flow that was trained.

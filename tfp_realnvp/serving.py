@@ -1,4 +1,5 @@
-"""SavedModel export for TensorFlow Serving; `rundir.load` reads it back as a TFP distribution.
+"""SavedModel export for TensorFlow Serving; `rundir.load` reads it back (a TFP distribution,
+or a `MixedTableModel` for a mixed table).
 
 Layout (what `tensorflow_model_server --model_base_path=BASE/NAME` expects):
 
