@@ -17,7 +17,8 @@ usage() {
 Usage: $PROG [EXAMPLE...]
 
 Send example requests to http://$SERVING_HOST:$REST_PORT/v1/models/$MODEL_NAME and print
-the answers. EXAMPLE is any of: ${ALL_EXAMPLES[*]} (default: all of them).
+the answers. EXAMPLE is any of: ${ALL_EXAMPLES[*]} (default: all of them), or
+table_log_prob for the export of a mixed table.
 The request bodies are the files in $REQUESTS_DIR.
 
 Environment:
@@ -71,6 +72,9 @@ run_example() {
     encode) post "@$REQUESTS_DIR/encode.json" ;;
     # -> {"predictions": [[x_11, x_12], ...]}
     decode) post "@$REQUESTS_DIR/decode.json" ;;
+    # A mixed table's export (named columns, labels as text; not in the default list: the
+    # flow examples above are for numeric exports) -> {"predictions": [lp_1, lp_2, lp_3]}
+    table_log_prob) post "@$REQUESTS_DIR/table_log_prob.json" ;;
     # A point of the wrong width: HTTP 400 and {"error": "..."} naming the expected shape.
     wrong_shape) post '{"signature_name": "log_prob", "instances": [{"x": [0.0, 0.5, 1.0]}]}' ;;
     *) usage >&2; echo "$PROG: error: unknown example '$1'" >&2; exit 1 ;;

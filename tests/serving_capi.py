@@ -51,6 +51,10 @@ _NUMPY_TO_TF: dict[np.dtype, int] = {
     np.dtype(np.int64): 9,  # TF_INT64
 }
 _TF_TO_NUMPY: dict[int, np.dtype] = {v: k for k, v in _NUMPY_TO_TF.items()}
+# Strings: fed from numpy arrays of str or bytes (object or "U"/"S" dtypes), fetched as
+# object arrays of bytes; each element is a 24-byte TF_TString in the tensor's buffer.
+_TF_STRING = 7
+_TSTRING_BYTES = 24
 
 _TF_OK = 0
 
@@ -129,6 +133,12 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "TF_Dim": (ctypes.c_int64, [_P, ctypes.c_int]),
     "TF_TensorByteSize": (ctypes.c_size_t, [_P]),
     "TF_TensorData": (ctypes.c_void_p, [_P]),
+    # TF_STRING tensors hold TF_TString elements (tensorflow/core/platform/ctstring.h).
+    "TF_StringInit": (None, [_P]),
+    "TF_StringCopy": (None, [_P, ctypes.c_char_p, ctypes.c_size_t]),
+    "TF_StringGetDataPointer": (ctypes.c_void_p, [_P]),
+    "TF_StringGetSize": (ctypes.c_size_t, [_P]),
+    "TF_StringDealloc": (None, [_P]),
 }
 
 _lib: ctypes.CDLL | None = None
@@ -186,8 +196,42 @@ class _Status:
         self._lib.TF_DeleteStatus(self.handle)
 
 
+def _is_text(value: np.ndarray) -> bool:
+    return value.dtype.kind in "OUS"
+
+
+def _to_tf_string_tensor(lib: ctypes.CDLL, value: np.ndarray) -> int:
+    """A ``TF_STRING`` tensor holding the elements of `value` (str encoded as UTF-8)."""
+    value = np.asarray(value, dtype=object)
+    dims = (ctypes.c_int64 * value.ndim)(*value.shape)
+    tensor = lib.TF_AllocateTensor(_TF_STRING, dims, value.ndim, value.size * _TSTRING_BYTES)
+    if not tensor:
+        raise MemoryError("TF_AllocateTensor returned NULL")
+    base = lib.TF_TensorData(tensor)
+    for i, item in enumerate(value.reshape(-1)):
+        data = item.encode() if isinstance(item, str) else bytes(item)
+        element = base + i * _TSTRING_BYTES
+        lib.TF_StringInit(element)
+        lib.TF_StringCopy(element, data, len(data))
+    return tensor
+
+
+def _from_tf_string_tensor(lib: ctypes.CDLL, tensor: int, shape: tuple[int, ...]) -> np.ndarray:
+    base = lib.TF_TensorData(tensor)
+    items = []
+    for i in range(int(np.prod(shape, dtype=np.int64))):
+        element = base + i * _TSTRING_BYTES
+        items.append(ctypes.string_at(lib.TF_StringGetDataPointer(element),
+                                      lib.TF_StringGetSize(element)))
+    result = np.empty(len(items), dtype=object)
+    result[:] = items
+    return result.reshape(shape)
+
+
 def _to_tf_tensor(lib: ctypes.CDLL, value: np.ndarray) -> int:
     """Copy a numpy array into a freshly allocated ``TF_Tensor`` (same rank)."""
+    if _is_text(value):
+        return _to_tf_string_tensor(lib, value)
     dtype = _NUMPY_TO_TF.get(value.dtype)
     if dtype is None:
         raise TypeError(f"unsupported input dtype {value.dtype}")
@@ -205,10 +249,12 @@ def _to_tf_tensor(lib: ctypes.CDLL, value: np.ndarray) -> int:
 def _from_tf_tensor(lib: ctypes.CDLL, tensor: int) -> np.ndarray:
     """Copy a ``TF_Tensor`` into a new numpy array (the tensor is not freed)."""
     tf_dtype = lib.TF_TensorType(tensor)
+    shape = tuple(lib.TF_Dim(tensor, i) for i in range(lib.TF_NumDims(tensor)))
+    if tf_dtype == _TF_STRING:
+        return _from_tf_string_tensor(lib, tensor, shape)
     dtype = _TF_TO_NUMPY.get(tf_dtype)
     if dtype is None:
         raise TypeError(f"unsupported output TF_DataType {tf_dtype}")
-    shape = tuple(lib.TF_Dim(tensor, i) for i in range(lib.TF_NumDims(tensor)))
     result = np.empty(shape, dtype=dtype)
     nbytes = lib.TF_TensorByteSize(tensor)
     if nbytes != result.nbytes:
@@ -312,6 +358,10 @@ class CApiSavedModel:
         in_keys, out_keys = expected, sorted(signature.outputs)
         arrays = [np.asarray(inputs[key]) for key in in_keys]
         for key, array in zip(in_keys, arrays, strict=True):
+            if signature.inputs[key].dtype == _TF_STRING:
+                if not _is_text(array):
+                    raise TypeError(f"input {key!r} must hold strings, got {array.dtype}")
+                continue
             want = _TF_TO_NUMPY.get(signature.inputs[key].dtype)
             if want is None or array.dtype != want:
                 expected_dtype = want or f"DataType {signature.inputs[key].dtype}"

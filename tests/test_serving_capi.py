@@ -110,3 +110,31 @@ def test_close_is_idempotent(exported: tuple[_TinyModule, str]) -> None:
     loaded.close()
     with pytest.raises(RuntimeError, match="closed"):
         loaded.run("serving_default", {"x": np.zeros((1, 2), np.float32)})
+
+
+class _TextModule(tf.Module):
+    """A vocabulary table in the graph: labels in, codes and echoed labels out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(["a", "bb"]),
+                                                tf.constant([0, 1], tf.int64)),
+            default_value=tf.constant(2, tf.int64))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="label")])
+    def codes(self, label: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"code": self.table.lookup(label), "echo": tf.strings.upper(label)}
+
+
+def test_string_inputs_and_outputs_round_trip(tmp_path) -> None:
+    module = _TextModule()
+    tf.saved_model.save(module, str(tmp_path / "text"), signatures={"codes": module.codes})
+    with CApiSavedModel(str(tmp_path / "text")) as loaded:
+        labels = np.array(["bb", "a", "", "zzz", "é"], dtype=object)
+        out = loaded.run("codes", {"label": labels})
+        np.testing.assert_array_equal(out["code"], [1, 0, 2, 2, 2])
+        assert out["echo"].tolist() == [b"BB", b"A", b"", b"ZZZ", "é".encode()]
+        assert loaded.run("codes", {"label": np.array([], dtype=object)})["code"].shape == (0,)
+        with pytest.raises(TypeError, match="must hold strings"):
+            loaded.run("codes", {"label": np.zeros(2, np.float32)})

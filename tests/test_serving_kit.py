@@ -60,9 +60,22 @@ ROW_REQUESTS = {"log_prob.json": ("log_prob", "x"), "encode.json": ("encode", "x
                 "decode.json": ("decode", "z")}
 
 
+TABLE_REQUESTS = ["table_log_prob.json"]  # a mixed table's named columns (test_table_export)
+
+
 def test_request_files_are_the_documented_set():
     assert sorted(p.name for p in (KIT / "requests").glob("*.json")) == sorted(
-        [*ROW_REQUESTS, "sample.json"])
+        [*ROW_REQUESTS, "sample.json", *TABLE_REQUESTS])
+    readme = (KIT / "README.md").read_text()
+    assert all(f"requests/{name}" in readme for name in TABLE_REQUESTS)
+
+
+def test_table_request_is_row_format_with_one_value_per_column():
+    body = json.loads((KIT / "requests" / "table_log_prob.json").read_text())
+    assert set(body) == {"signature_name", "instances"} and body["signature_name"] == "log_prob"
+    for instance in body["instances"]:
+        assert set(instance) == set(body["instances"][0])
+        assert all(isinstance(v, (int, float, str)) for v in instance.values())
 
 
 @pytest.mark.parametrize("name", sorted(ROW_REQUESTS))

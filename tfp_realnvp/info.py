@@ -168,6 +168,10 @@ def format_summary(summary: dict[str, Any]) -> str:
                    for i, c in enumerate(summary["layout"]["columns"]) if c.get("note")]
         if ignored:
             lines.append("ignored: " + "; ".join(ignored))
+    inputs = (summary.get("export_info") or {}).get("column_inputs")
+    if inputs:
+        lines.append("named inputs: " + ", ".join(
+            name if name == column else f"{column} -> {name}" for column, name in inputs.items()))
     if summary.get("train"):
         lines.append("train: " + _pairs(summary["train"]))
         lines.append("data: " + _pairs({k: v for k, v in summary["data"].items()

@@ -320,6 +320,11 @@ class Model:
         _check_saved_model(self.path)
         flow = build_flow(self.config)
         restore_weights(flow, self.path / "variables" / "variables")
+        categorical = self.path / ASSETS_EXTRA / "categorical.json"
+        if categorical.is_file():  # a mixed table's export: a MixedTableModel
+            from tfp_realnvp.mixed.model import read_mixed
+
+            return read_mixed(categorical, flow)
         return flow
 
 
@@ -341,7 +346,9 @@ def load(path: str | os.PathLike) -> tfd.Distribution | Any:
     """A live TFP distribution from a run directory or an export (the `MixedTableModel`
     of a run of a table with categorical columns).
 
-    For an export the flow is rebuilt from `assets.extra/flow_config.json` and its weights
+    An export of a mixed table (`assets.extra/categorical.json`) gives a `MixedTableModel`
+    (that categorical model with the flow). For an export the flow is rebuilt from
+    `assets.extra/flow_config.json` and its weights
     are read from the SavedModel's variables (the serving module keeps the flow under the
     same `flow` key as a run's checkpoint), so it samples, differentiates and composes with
     other TFP objects like the flow that was trained.

@@ -1,4 +1,5 @@
-"""SavedModel export for TensorFlow Serving; `rundir.load` reads it back as a TFP distribution.
+"""SavedModel export for TensorFlow Serving; `rundir.load` reads it back (a TFP distribution,
+or a `MixedTableModel` for a mixed table).
 
 Layout (what `tensorflow_model_server --model_base_path=BASE/NAME` expects):
 
@@ -6,6 +7,8 @@ Layout (what `tensorflow_model_server --model_base_path=BASE/NAME` expects):
 BASE/NAME/VERSION/saved_model.pb, variables/       tag "serve"
 BASE/NAME/VERSION/assets.extra/flow_config.json     rebuilds the flow (`load`)
                               /layout.json          the training table's layout (if known)
+                              /columns.json         column name -> named input (named tables)
+                              /categorical.json     a mixed table's categorical model
                               /metrics.json         the training run's metrics
                               /export_info.json     TF/TFP versions that wrote it, signatures
                               /signatures.json      each signature's tensors, files' sha256
@@ -29,8 +32,8 @@ import tensorflow_probability as tfp
 from tfp_realnvp import __version__
 from tfp_realnvp.config import FlowConfig
 from tfp_realnvp.errors import ConfigError, RunExistsError
-from tfp_realnvp.flow import context_kwargs, decode, encode, flow_context_dim
 from tfp_realnvp.info import record_signatures
+from tfp_realnvp.mixed.model import CATEGORICAL_FILE, MixedTableModel, load_mixed
 from tfp_realnvp.rundir import (
     ASSETS_EXTRA,
     FLOW_CONFIG_FILE,
@@ -39,110 +42,22 @@ from tfp_realnvp.rundir import (
     atomic_write,
     find_model,
 )
+from tfp_realnvp.serving_columns import COLUMNS_FILE
+from tfp_realnvp.serving_flow import (  # noqa: F401 (re-exported: the names tests and tools use)
+    BATCHABLE_SIGNATURES,
+    MAX_SAMPLES,
+    SIGNATURES,
+    TESTED_SERVING_TENSORFLOW,
+    FlowServingModule,
+    flow_warmup_inputs,
+)
+from tfp_realnvp.serving_plan import ServedModel
 from tfp_realnvp.tables.layout import TableLayout
 
 tfd = tfp.distributions
 
 EXPORT_INFO_FILE = "export_info.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
-SIGNATURES = ("serving_default", "log_prob", "sample", "sample_from_seeds", "encode", "decode")
-# Every input and output has a leading batch dimension, rows answered independently: what
-# a model server with --enable_batching may merge (`sample` takes a scalar num_samples).
-BATCHABLE_SIGNATURES = tuple(s for s in SIGNATURES if s != "sample")
-# Releases whose TF1 session loader and C API (what TF Serving runs) loaded an export of
-# this TensorFlow and gave the same outputs: see export/check_compat.py and export/README.md.
-TESTED_SERVING_TENSORFLOW = ("2.16", "2.18", "2.20")
-# One `sample` request draws at most this many rows (a bound on a server's memory per call).
-MAX_SAMPLES = 1_000_000
-
-
-class FlowServingModule(tf.Module):
-    """The serving graph: four named-tensor functions over one flow.
-
-    Every input is shape-checked in the graph (`EnsureShape`), so a request of the wrong
-    rank or width fails with an InvalidArgument error naming the expected shape, which TF
-    Serving returns to the client. Rows are scored independently: a row holding NaN gets a
-    NaN log_prob, the others their own values; an empty batch gets an empty answer.
-    `num_samples` must be in [0, MAX_SAMPLES]. Sampling takes an int32 `[2]` seed and lowers to
-    stateless random ops: the same seed gives the same samples on every server.
-
-    `sample_from_seeds` is sampling for batching servers: seeds `[B, 2]` (and contexts
-    `[B, C]`) give samples `[B, D]`, row i = `sample(num_samples=1, seed=seed[i],
-    context=context[i:i+1])[0]`, each row drawn on its own, so the answer to two requests
-    merged is the two answers stacked.
-    """
-
-    def __init__(self, flow: tfd.TransformedDistribution, config: FlowConfig) -> None:
-        super().__init__(name="flow_serving")
-        self.flow = flow  # tracked: its variables become the SavedModel's variables
-        self._dim = config.event_dim
-        self._context_dim = flow_context_dim(flow)
-        events = tf.TensorSpec([None, self._dim], tf.float32)
-        sample_specs = [tf.TensorSpec([], tf.int32, name="num_samples"),
-                        tf.TensorSpec([2], tf.int32, name="seed")]
-        contexts = [tf.TensorSpec([None, self._context_dim], tf.float32, name="context")]
-        extra = contexts if self._context_dim else []
-        self.log_prob = tf.function(self._log_prob, input_signature=[
-            tf.TensorSpec([None, self._dim], tf.float32, name="x"), *extra])
-        self.sample = tf.function(self._sample, input_signature=[*sample_specs, *extra])
-        self.sample_from_seeds = tf.function(self._sample_from_seeds, input_signature=[
-            tf.TensorSpec([None, 2], tf.int32, name="seed"), *extra])
-        self.encode = tf.function(self._encode, input_signature=[
-            tf.TensorSpec.from_spec(events, name="x"), *extra])
-        self.decode = tf.function(self._decode, input_signature=[
-            tf.TensorSpec.from_spec(events, name="z"), *extra])
-
-    def signatures(self) -> dict[str, Any]:
-        return {"serving_default": self.log_prob, "log_prob": self.log_prob,
-                "sample": self.sample, "sample_from_seeds": self.sample_from_seeds,
-                "encode": self.encode, "decode": self.decode}
-
-    def _events(self, x: tf.Tensor, name: str) -> tf.Tensor:
-        return tf.ensure_shape(x, [None, self._dim], name=f"check_{name}_is_batch_by_{self._dim}")
-
-    def _context(self, context: tf.Tensor | None) -> tf.Tensor | None:
-        if context is None:
-            return None
-        return tf.ensure_shape(context, [None, self._context_dim],
-                               name=f"check_context_is_batch_by_{self._context_dim}")
-
-    def _kwargs(self, context: tf.Tensor | None) -> dict[str, Any]:
-        return context_kwargs(self.flow, self._context(context))
-
-    def _log_prob(self, x, context=None):
-        return {"log_prob": self.flow.log_prob(self._events(x, "x"), **self._kwargs(context))}
-
-    def _sample(self, num_samples, seed, context=None):
-        num_samples = tf.ensure_shape(num_samples, [], name="check_num_samples_is_scalar")
-        seed = tf.ensure_shape(seed, [2], name="check_seed_is_2_int32")
-        checks = [
-            tf.debugging.assert_non_negative(num_samples, message="num_samples must be >= 0"),
-            tf.debugging.assert_less_equal(
-                num_samples, MAX_SAMPLES,
-                message=f"num_samples must be <= {MAX_SAMPLES} per request (ask several times)"),
-        ]
-        with tf.control_dependencies(checks):
-            samples = self.flow.sample(num_samples, seed=seed, **self._kwargs(context))
-        return {"samples": samples}
-
-    def _sample_from_seeds(self, seed, context=None):
-        seed = tf.ensure_shape(seed, [None, 2], name="check_seed_is_batch_by_2")
-        context = self._context(context)
-        rows = (seed,) if context is None else (seed, context)
-
-        def one_sample(row: tuple[tf.Tensor, ...]) -> tf.Tensor:
-            own_context = None if context is None else row[1][tf.newaxis]
-            return self.flow.sample(1, seed=row[0], **self._kwargs(own_context))[0]
-
-        samples = tf.map_fn(one_sample, rows,
-                            fn_output_signature=tf.TensorSpec([self._dim], tf.float32))
-        return {"samples": samples}
-
-    def _encode(self, x, context=None):
-        return {"z": encode(self.flow, self._events(x, "x"), self._context(context))}
-
-    def _decode(self, z, context=None):
-        return {"x": decode(self.flow, self._events(z, "z"), self._context(context))}
 
 
 def next_version(model_dir: Path) -> int:
@@ -152,30 +67,10 @@ def next_version(model_dir: Path) -> int:
     return max(versions, default=0) + 1
 
 
-def _warmup_inputs(config: FlowConfig) -> dict[str, dict[str, np.ndarray]]:
-    """A small valid request per batchable signature (two rows at the data mean).
-
-    `sample` is left out: its scalar `num_samples` cannot go through a server with
-    --enable_batching, and one failing warm-up record fails the model's load.
-    """
-    shift = np.zeros(config.event_dim) if config.data_shift is None else config.data_shift
-    x = np.tile(np.asarray(shift, np.float32), (2, 1))
-    requests = {
-        "serving_default": {"x": x},
-        "log_prob": {"x": x},
-        "sample_from_seeds": {"seed": np.array([[0, 0], [0, 1]], np.int32)},
-        "encode": {"x": x},
-        "decode": {"z": np.zeros_like(x)},
-    }
-    assert set(requests) == set(BATCHABLE_SIGNATURES)
-    if config.context_dim:
-        for inputs in requests.values():
-            inputs["context"] = np.zeros((2, config.context_dim), np.float32)
-    return requests
-
-
-def write_warmup_requests(path: Path, model_name: str, config: FlowConfig) -> int:
-    """Writes TF Serving's warm-up TFRecord: one `PredictionLog` per batchable signature.
+def write_warmup_requests(path: Path, model_name: str, config: FlowConfig,
+                          requests: dict[str, dict[str, np.ndarray]] | None = None) -> int:
+    """Writes TF Serving's warm-up TFRecord: one `PredictionLog` per batchable signature
+    (`requests`: signature -> inputs; default: the flow signatures' own).
 
     The model server replays these before it marks the version AVAILABLE, so the first
     real request does not pay for graph initialisation. A record that fails makes the
@@ -183,7 +78,7 @@ def write_warmup_requests(path: Path, model_name: str, config: FlowConfig) -> in
     """
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-    requests = _warmup_inputs(config)
+    requests = flow_warmup_inputs(config) if requests is None else requests
     with tf.io.TFRecordWriter(str(path)) as writer:
         for signature, inputs in requests.items():
             request = predict_pb2.PredictRequest(
@@ -197,12 +92,17 @@ def write_warmup_requests(path: Path, model_name: str, config: FlowConfig) -> in
 
 
 def _write_assets(version_dir: Path, name: str, config: FlowConfig,
-                  metrics: dict[str, Any] | None, layout: TableLayout | None = None) -> None:
+                  metrics: dict[str, Any] | None, layout: TableLayout | None = None,
+                  served: ServedModel | None = None) -> None:
     extra = version_dir / ASSETS_EXTRA
     extra.mkdir()
     (extra / FLOW_CONFIG_FILE).write_text(config.to_json() + "\n")
     if layout is not None:
         (extra / LAYOUT_FILE).write_text(layout.to_json() + "\n")
+    if served is not None and served.columns is not None:
+        (extra / COLUMNS_FILE).write_text(json.dumps(served.info(), indent=2) + "\n")
+    if served is not None and isinstance(served.model, MixedTableModel):
+        served.model.save_categorical(extra)
     if metrics is not None:
         (extra / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     info = {
@@ -213,8 +113,10 @@ def _write_assets(version_dir: Path, name: str, config: FlowConfig,
         "event_dim": config.event_dim,
         "context_dim": config.context_dim,
         "ensemble_size": config.ensemble_size,
-        "signatures": list(SIGNATURES),
-        "batchable_signatures": list(BATCHABLE_SIGNATURES),
+        "signatures": list(SIGNATURES) if served is None else list(served.signatures),
+        "batchable_signatures": list(BATCHABLE_SIGNATURES) if served is None else
+        served.batchable,
+        **({} if served is None else served.info()),
         "max_samples_per_request": MAX_SAMPLES,
         "serving_tensorflow_tested": list(TESTED_SERVING_TENSORFLOW),
         "oldest_serving_tensorflow_tested": min(
@@ -224,12 +126,13 @@ def _write_assets(version_dir: Path, name: str, config: FlowConfig,
                 "export/README.md for the compatibility table.",
     }
     (extra / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    write_warmup_requests(extra / WARMUP_FILE, name, config)
+    write_warmup_requests(extra / WARMUP_FILE, name, config,
+                          None if served is None else served.warmup)
     record_signatures(version_dir)  # what `tfp-realnvp info` reads without TensorFlow
 
 
 def export(
-    source: str | os.PathLike | tfd.Distribution,
+    source: str | os.PathLike | tfd.Distribution | MixedTableModel,
     base_dir: str | os.PathLike,
     name: str = "realnvp",
     version: int | None = None,
@@ -245,7 +148,10 @@ def export(
     next free number.
 
     Args:
-      source: a run directory, an export (re-exported), or a live flow with its `config`.
+      source: a run directory, an export (re-exported), or a live flow (or
+        `MixedTableModel`) with its `config` (and a mixed model's `layout`). A table model
+        (a mixed one, or a numeric one whose layout names its columns) also gets signatures
+        taking one named input per column; see `serving_tables`.
       base_dir: the model server's base folder; the export goes to `base_dir/name/version`.
       name: the model's name (a plain folder name).
       version: a positive integer; default: one more than the highest version there.
@@ -268,10 +174,11 @@ def export(
         target = model_dir / str(version or next_version(model_dir))
         try:
             with atomic_write(target, replace=False) as staging:
-                module = FlowServingModule(flow, config)
+                served = ServedModel(flow, config, layout)
                 with _quiet_tf_logger():
-                    tf.saved_model.save(module, str(staging), signatures=module.signatures())
-                _write_assets(staging, name, config, metrics, layout)
+                    tf.saved_model.save(served.module, str(staging),
+                                        signatures=served.signatures)
+                _write_assets(staging, name, config, metrics, layout, served)
             return target
         except RunExistsError:
             if version is not None:
@@ -292,9 +199,11 @@ def _quiet_tf_logger():
 
 
 def _resolve_source(source, config, layout):
-    if isinstance(source, tfd.Distribution):
+    if isinstance(source, (tfd.Distribution, MixedTableModel)):
         if config is None:
             raise ConfigError("Exporting a live flow needs its FlowConfig: pass config=.")
         return source, config, None, layout
     model = find_model(source)
-    return model.load(), model.config, model.metrics, model.layout
+    mixed_run = model.kind == "run" and (model.path / CATEGORICAL_FILE).is_file()
+    loaded = load_mixed(model.path) if mixed_run else model.load()
+    return loaded, model.config, model.metrics, model.layout

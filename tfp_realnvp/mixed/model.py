@@ -275,13 +275,18 @@ def load_categorical(run_dir: str | Path) -> CategoricalModel:
 
 def load_mixed(run_dir: str | Path) -> MixedTableModel:
     """The model `fit_mixed` left in `run_dir` (flow weights and categorical.json)."""
-    values = _read_categorical(run_dir)
-    vocabularies = None if values.get("vocabularies") is None else \
-        [Vocabulary.from_dict(v) for v in values["vocabularies"]]
     flow = None
-    if values.get("numeric"):
+    if _read_categorical(run_dir).get("numeric"):
         from tfp_realnvp.rundir import RunDir
 
         flow = RunDir(run_dir).load_flow()
-    return MixedTableModel(CategoricalModel.from_dict(values["categorical"]), flow,
-                           vocabularies)
+    return read_mixed(Path(run_dir) / CATEGORICAL_FILE, flow)
+
+
+def read_mixed(path: str | Path, flow: tfd.Distribution | None) -> MixedTableModel:
+    """The model of a `categorical.json` (a run's, or an export's assets.extra) with `flow`."""
+    values = json.loads(Path(path).read_text())
+    vocabularies = None if values.get("vocabularies") is None else \
+        [Vocabulary.from_dict(v) for v in values["vocabularies"]]
+    return MixedTableModel(CategoricalModel.from_dict(values["categorical"]),
+                           flow if values.get("numeric") else None, vocabularies)
