@@ -302,29 +302,34 @@ class Model:
         return json.loads(file.read_text()) if file.is_file() else None
 
     @property
+    def categorical_file(self) -> Path:
+        """Where a table model with categorical columns keeps its categorical.json."""
+        return self.path / (CATEGORICAL_FILE if self.kind == "run" else
+                            f"{ASSETS_EXTRA}/{CATEGORICAL_FILE}")
+
+    @property
     def mixed(self) -> bool:
         """A table model with categorical columns (its `load` gives a `MixedTableModel`)."""
-        return self.kind == "run" and (self.path / CATEGORICAL_FILE).is_file()
+        return self.categorical_file.is_file()
 
     def load(self) -> tfd.Distribution | Any:
-        """The trained model: a TFP distribution, or for a run of a table with categorical
-        columns its `MixedTableModel`."""
+        """The trained model: a TFP distribution, or for a table with categorical columns
+        (a run or its export) its `MixedTableModel`."""
         from tfp_realnvp.flow import build_flow
 
-        if self.mixed:
-            from tfp_realnvp.mixed.model import load_mixed
-
-            return load_mixed(self.path)
         if self.kind == "run":
+            if self.mixed:
+                from tfp_realnvp.mixed.model import load_mixed
+
+                return load_mixed(self.path)
             return RunDir(self.path).load_flow()
         _check_saved_model(self.path)
         flow = build_flow(self.config)
         restore_weights(flow, self.path / "variables" / "variables")
-        categorical = self.path / ASSETS_EXTRA / "categorical.json"
-        if categorical.is_file():  # a mixed table's export: a MixedTableModel
+        if self.mixed:
             from tfp_realnvp.mixed.model import read_mixed
 
-            return read_mixed(categorical, flow)
+            return read_mixed(self.categorical_file, flow)
         return flow
 
 
