@@ -33,7 +33,8 @@ from click.testing import CliRunner
 from tfp_realnvp.cli import cli
 result = CliRunner().invoke(cli, {[str(a) for a in args]!r})
 print(json.dumps({{"code": result.exit_code, "output": result.output,
-                  "tensorflow": "tensorflow" in sys.modules}}))
+                  "tensorflow": "tensorflow" in sys.modules,
+                  "sklearn": "sklearn" in sys.modules}}))
 """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT),
                                                         os.environ.get("PYTHONPATH", "")])}
@@ -58,6 +59,7 @@ def run_and_export(tmp_path_factory):
 def test_help_and_version_do_not_import_tensorflow(args):
     got = fresh_cli(*args)
     assert got["code"] == 0 and not got["tensorflow"], got
+    assert not got["sklearn"], got  # scikit-learn costs seconds: toy sets import it on use
     assert ("tfp-realnvp" if args == ["--version"] else "Usage:") in got["output"]
 
 

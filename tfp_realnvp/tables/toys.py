@@ -5,20 +5,29 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from sklearn import datasets as skdata
 
 from tfp_realnvp.config import TOY_DATASET_NAMES
 from tfp_realnvp.errors import DataError
 
+
+def _sklearn():
+    """scikit-learn's generators, imported on first use (it costs seconds; `--help` and a
+    CSV read should not pay for it)."""
+    from sklearn import datasets
+
+    return datasets
+
+
 TOY_DATASETS: dict[str, Callable[[int, float, int], np.ndarray]] = {
-    "moons": lambda n, noise, seed: skdata.make_moons(n, noise=noise, random_state=seed)[0],
-    "circles": lambda n, noise, seed: skdata.make_circles(
+    "moons": lambda n, noise, seed: _sklearn().make_moons(
+        n, noise=noise, random_state=seed)[0],
+    "circles": lambda n, noise, seed: _sklearn().make_circles(
         n, noise=noise, factor=0.5, random_state=seed
     )[0],
-    "blobs": lambda n, noise, seed: skdata.make_blobs(
+    "blobs": lambda n, noise, seed: _sklearn().make_blobs(
         n, n_features=2, centers=3, cluster_std=max(noise, 1e-3) * 10, random_state=seed
     )[0],
-    "swissroll": lambda n, noise, seed: skdata.make_swiss_roll(
+    "swissroll": lambda n, noise, seed: _sklearn().make_swiss_roll(
         n, noise=noise, random_state=seed
     )[0][:, [0, 2]] / 5.0,
 }
