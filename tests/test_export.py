@@ -336,13 +336,13 @@ def test_concurrent_exports_get_distinct_complete_versions(trained, tmp_path):
     base = tmp_path / "served"
     command = [sys.executable, "-m", "tfp_realnvp", "export", str(root / "run"), str(base)]
     processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True) for _ in range(3)]
+                                  text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=300) for p in processes]
-    assert [p.returncode for p in processes] == [0, 0, 0], outputs
+    assert [p.returncode for p in processes] == [0, 0], outputs
     reported = sorted(out.strip().rsplit("/", 1)[-1] for out, _ in outputs)
-    assert reported == ["1", "2", "3"]
-    assert sorted(p.name for p in (base / "realnvp").iterdir()) == ["1", "2", "3"]  # no leftovers
-    for version in ("1", "2", "3"):
+    assert reported == ["1", "2"]
+    assert sorted(p.name for p in (base / "realnvp").iterdir()) == ["1", "2"]  # no leftovers
+    for version in ("1", "2"):
         folder = base / "realnvp" / version
         assert (folder / "saved_model.pb").is_file()
         assert (folder / "variables" / "variables.index").is_file()

@@ -159,9 +159,12 @@ def test_evaluate_reports_quantiles_and_writes_per_row_scores(tiny_run, tmp_path
 
 
 def test_quality_benchmark_runs_every_method_on_a_tiny_budget():
-    records = quality.run_quality(tables=("iris",), max_epochs=2)
+    records = quality.run_quality(tables=("iris",), max_epochs=2, flow_settings={
+        "ensemble_size": 1, "num_couplings": 2, "hidden_units": 8})
     assert [r["method"] for r in records] == list(quality.METHODS)
     assert all(math.isfinite(r["nll"]) and r["seconds"] >= 0 for r in records)
+    flow = next(r for r in records if r["method"] == "flow")
+    assert flow["detail"].endswith(", 2 epochs") and " x " not in flow["detail"]  # as asked
     gaussian = next(r for r in records if r["method"] == "gaussian")
     table = quality.load_table("iris", 0)
     reference = -gaussian_of(table.train).log_prob(table.test.astype(np.float64)).numpy()

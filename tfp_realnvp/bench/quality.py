@@ -120,11 +120,11 @@ def maf_nll(train: np.ndarray, test: np.ndarray, seed: int, max_epochs: int | No
 
 
 def flow_nll(train: np.ndarray, test: np.ndarray, seed: int, max_epochs: int | None = None,
-             **_: Any):
+             flow_settings: dict[str, Any] | None = None, **_: Any):
     import tfp_realnvp
     from tfp_realnvp.scoring import per_row_nll
 
-    settings = {"seed": seed, "mixing_seed": seed}
+    settings = {"seed": seed, "mixing_seed": seed, **(flow_settings or {})}
     if max_epochs is not None:
         settings["epochs"] = max_epochs
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,8 +141,8 @@ METHOD_FUNCTIONS = {"gaussian": gaussian_nll, "gmm": gmm_nll, "kde": kde_nll, "m
 
 def run_quality(tables: Sequence[str] = TABLES, methods: Sequence[str] = METHODS,
                 seeds: Sequence[int] = (0,), max_epochs: int | None = None,
-                on_result: Callable[[dict[str, Any]], None] | None = None
-                ) -> list[dict[str, Any]]:
+                on_result: Callable[[dict[str, Any]], None] | None = None,
+                flow_settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Fits every method on every table and seed; returns one record per fit.
 
     Args:
@@ -151,6 +151,8 @@ def run_quality(tables: Sequence[str] = TABLES, methods: Sequence[str] = METHODS
       seeds: each seed draws its own split (toys: its own points) and seeds each method.
       max_epochs: caps the training epochs of `maf` and `flow` (for a quick run).
       on_result: called with each record as soon as it is measured.
+      flow_settings: `fit` settings for `flow` that override the automatic choice (for a
+        quick run: e.g. a small flow).
     """
     for name in methods:
         if name not in METHOD_FUNCTIONS:
@@ -162,7 +164,8 @@ def run_quality(tables: Sequence[str] = TABLES, methods: Sequence[str] = METHODS
             for method in methods:
                 tick = time.perf_counter()
                 nll, detail = METHOD_FUNCTIONS[method](table.train, table.test, seed,
-                                                       max_epochs=max_epochs)
+                                                       max_epochs=max_epochs,
+                                                       flow_settings=flow_settings)
                 record = {"table": table_name, "seed": seed, "method": method,
                           "nll": float(np.mean(nll)), "median": float(np.median(nll)),
                           "max": float(np.max(nll)), "seconds": time.perf_counter() - tick,
