@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import click
 import tfp_realnvp
 from tfp_realnvp.cli.model import PLOT_FILE, export_and_report, plot_and_report
 from tfp_realnvp.cli.options import config_file_defaults, config_options
+from tfp_realnvp.cli.progress import recorded_budget
 from tfp_realnvp.cli.runtime import progress, reported_errors, start_tensorflow
 from tfp_realnvp.cli.tables import (
     check_data_file,
@@ -92,9 +94,8 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
         check_data_file(data_file)
         distribution = start_tensorflow(strategy)
         if resume:
-            seed_given = ctx.get_parameter_source("seed") != click.core.ParameterSource.DEFAULT
             changes = {k: v for k, v in options.items() if v is not None}
-            if seed_given:
+            if _seed_given(ctx):
                 changes.update(seed=seed, mixing_seed=seed)
             result = _resume(run_dir, data_file, drop_nonfinite, distribution, quiet, changes,
                              tensorboard or None)
@@ -105,13 +106,14 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
                 {"categorical": categorical, "numeric": numeric, "ignore": ignore,
                  "missing": missing})
             given = {k: v for k, v in options.items() if v is not None}
+            seeds = {"seed": seed, "mixing_seed": seed} if _seed_given(ctx) else {}
             run_dir = run_dir or _default_run_dir(Path(data_info["source"]).stem)
-            with progress(given.get("epochs"), quiet) as on_epoch:
+            with progress(given.get("epochs"), quiet, recorded_budget(run_dir)) as on_epoch:
                 result = tfp_realnvp.fit(data, run_dir, data_info=data_info,
                                          strategy=distribution, on_epoch=on_epoch,
                                          context=context, tensorboard=tensorboard,
-                                         layout=layout, settings={**given, "seed": seed,
-                                                                  "mixing_seed": seed})
+                                         layout=layout, settings={**given, **seeds},
+                                         given=sorted([*given, *(["seed"] if seeds else [])]))
         if not result.chief:
             _report_worker(result)
             return
@@ -145,6 +147,11 @@ def _check_arguments(resume: bool, run_dir: Path | None, strategy: str,
         raise click.UsageError(
             "--context-columns needs --data FILE (a new run; a resumed run uses the columns "
             "it recorded).")
+
+
+def _seed_given(ctx: click.Context) -> bool:
+    """Whether the user gave --seed (on the command line or in --config's file)."""
+    return ctx.get_parameter_source("seed") != click.core.ParameterSource.DEFAULT
 
 
 def _new_data(data_file: Path | None, drop_nonfinite: bool, context_spec: str | None,
@@ -191,7 +198,8 @@ def _resume(run_dir: Path, data_file: Path | None, drop_nonfinite: bool, strateg
     else:
         data = tfp_realnvp.tables.recorded_data(stored.data) if data_file is None else \
             read_data(data_file, drop_nonfinite)[0]
-    with progress(changes.get("epochs", stored.train.epochs), quiet) as on_epoch:
+    with progress(changes.get("epochs", stored.train.epochs), quiet,
+                  recorded_budget(run_dir)) as on_epoch:
         return tfp_realnvp.resume(run_dir, data, strategy=strategy, on_epoch=on_epoch,
                                   context=context, tensorboard=tensorboard, **changes)
 
@@ -202,9 +210,9 @@ def _has_categories(layout: Any) -> bool:
 
 def _report_fit(run_dir: Path, metrics: dict[str, Any]) -> None:
     click.echo(f"run directory: {run_dir}")
+    stop = stop_text(metrics, _recorded_train(run_dir))
     click.echo(f"epochs: {metrics['epochs_run']} (best {metrics['best_epoch']}"
-               f"{', stopped early' if metrics['stopped_early'] else ''}), "
-               f"wall time {metrics['wall_time_s']:.1f} s")
+               f"{', ' + stop if stop else ''}), wall time {metrics['wall_time_s']:.1f} s")
     click.echo(f"best validation NLL: {metrics['best_validation_nll']:.4f} nats")
     if "test_nll" in metrics:
         click.echo(f"held-out test NLL: {metrics['test_nll']:.4f} nats "
@@ -213,6 +221,32 @@ def _report_fit(run_dir: Path, metrics: dict[str, Any]) -> None:
     if metrics.get("num_workers", 1) > 1:
         click.echo(f"chief of {metrics['num_workers']} workers; weights sha256: "
                    f"{metrics['weights_sha256']}")
+
+
+def stop_text(metrics: dict[str, Any], train: dict[str, Any]) -> str:
+    """Why training stopped, from metrics.json's `stop_reason` (and the run's `train`
+    settings for the numbers); a run older than `stop_reason`: its `stopped_early`."""
+    reason = metrics.get("stop_reason")
+    budget, patience = train.get("time_budget"), train.get("patience")
+    texts = {
+        "time_budget": "stopped by the time budget" + (f" ({budget:g} s)" if budget else ""),
+        "patience": "stopped early: no better validation NLL for "
+                    + (f"{patience} epochs (patience)" if patience else "--patience epochs"),
+        "epochs": f"all {train.get('epochs', metrics.get('epochs_run'))} epochs done",
+        "signal": "interrupted",
+        "diverged": "diverged",
+    }
+    if reason is None:
+        return "stopped early" if metrics.get("stopped_early") else ""
+    return texts.get(reason, f"stopped: {reason}")
+
+
+def _recorded_train(run_dir: Path) -> dict[str, Any]:
+    """The run's `train` settings as config.json records them ({} if unreadable)."""
+    try:
+        return json.loads((run_dir / tfp_realnvp.rundir.CONFIG_FILE).read_text())["train"]
+    except (OSError, ValueError, KeyError):
+        return {}
 
 
 def _categories(model: Any) -> str:

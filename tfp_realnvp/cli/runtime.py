@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 import tfp_realnvp
+from tfp_realnvp.cli.progress import BudgetSource, ProgressDisplay
 from tfp_realnvp.errors import TfpRealnvpError, TrainingDivergedError, TrainingInterruptedError
 
 # What the CLI adds to a library error: the flags that fix it.
@@ -65,16 +66,18 @@ def reported_errors() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def progress(epochs: int | None, quiet: bool) -> Iterator[Callable[[Any], None]]:
-    """A progress bar over `epochs` (hidden when `quiet`); yields the `on_epoch` callback
-    that moves it and shows the epoch's train and validation NLL. `epochs` None (chosen by
-    `fit`): the length comes with the first epoch's record (`planned_epochs`)."""
-    unsized = None if epochs is not None else (item for item in ())  # no length known yet
-    with click.progressbar(unsized, length=epochs, label="training", show_pos=True,
-                           hidden=quiet, item_show_func=lambda m: m) as bar:
-        def on_epoch(record) -> None:
-            bar.length = record.planned_epochs or bar.length
-            bar.update(record.epoch - bar.pos, f"nll {record.train_nll:.3f} "
-                                               f"val {record.validation_nll:.3f}")
-
-        yield on_epoch
+def progress(epochs: int | None, quiet: bool,
+             budget: BudgetSource | None = None) -> Iterator[Callable[[Any], None]]:
+    """Yields the `on_epoch` callback of a `ProgressDisplay` (`cli/progress.py`: epoch,
+    NLLs, elapsed and the time left from `budget` and the steady epoch time), or one that
+    shows nothing when `quiet`. `epochs` None (chosen by `fit`): the count comes with the
+    first epoch's record (`planned_epochs`)."""
+    if quiet:
+        yield lambda record: None
+        return
+    display = ProgressDisplay(epochs, budget=budget)
+    display.open()
+    try:
+        yield display
+    finally:
+        display.close()
