@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 import tfp_realnvp
+from tfp_realnvp import auto as auto_lib
 from tfp_realnvp.cli.model import PLOT_FILE, export_and_report, plot_and_report
 from tfp_realnvp.cli.options import config_file_defaults, config_options
 from tfp_realnvp.cli.progress import recorded_budget
@@ -69,20 +70,23 @@ from tfp_realnvp.errors import DataError
 @click.option("--missing", type=click.Choice(("drop", "error")), default="drop",
               show_default=True, help="Rows of --data with a blank cell in a modelled column: "
               "leave them out (says how many), or refuse the file naming the first.")
-@config_options(FlowConfig, TrainConfig)
+@click.option("--explain", is_flag=True,
+              help="Print the settings the automatic choice makes for this data (--data or "
+                   "the toy set) and why, then exit: nothing is trained or written.")
+@config_options(FlowConfig, TrainConfig, auto=auto_lib.RULES)
 @click.pass_context
 def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume: bool,
         drop_nonfinite: bool, dataset: str, num_points: int, noise: float, seed: int,
         strategy: str, quiet: bool, export_base: Path | None, plot: bool, tensorboard: bool,
         context_spec: str | None, categorical: str | None, numeric: str | None,
-        ignore: str | None, missing: str, **options: Any) -> None:
+        ignore: str | None, missing: str, explain: bool, **options: Any) -> None:
     """Train a flow. With no arguments: two moons (3000 points, noise 0.05).
 
-    Settings not given are chosen from the table's shape (see `tfp_realnvp.auto`) and
-    recorded in the run's config.json; every option given wins. A --data table's column
-    kinds are found from its cells (numbers, categories, IDs and blank or constant columns
-    left out); with categorical columns the run models log P(categories) + log p(numbers |
-    categories).
+    Settings not given are chosen from the table's shape (options marked `auto` below;
+    `--explain` shows the choice for your data) and recorded in the run's config.json;
+    every option given wins. A --data table's column kinds are found from its cells
+    (numbers, categories, IDs and blank or constant columns left out); with categorical
+    columns the run models log P(categories) + log p(numbers | categories).
     """
     _check_arguments(resume, run_dir, strategy, context_spec, data_file)
     kinds_given = [f"--{k}" for k, v in (("categorical", categorical), ("numeric", numeric),
@@ -90,6 +94,16 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
     if kinds_given and (resume or data_file is None):
         raise click.UsageError(f"{kinds_given[0]} needs --data FILE (a new run; a resumed run "
                                "uses the kinds it recorded).")
+    if explain:
+        if resume:
+            raise click.UsageError("--explain describes a new run; a resumed run keeps the "
+                                   "settings in its config.json.")
+        with reported_errors():
+            _explain(data_file, drop_nonfinite, context_spec, dataset, num_points, noise,
+                     seed, {"categorical": categorical, "numeric": numeric, "ignore": ignore,
+                            "missing": missing},
+                     {k: v for k, v in options.items() if v is not None})
+        return
     with reported_errors():
         check_data_file(data_file)
         distribution = start_tensorflow(strategy)
@@ -147,6 +161,29 @@ def _check_arguments(resume: bool, run_dir: Path | None, strategy: str,
         raise click.UsageError(
             "--context-columns needs --data FILE (a new run; a resumed run uses the columns "
             "it recorded).")
+
+
+def _explain(data_file: Path | None, drop_nonfinite: bool, context_spec: str | None,
+             dataset: str, num_points: int, noise: float, seed: int, kinds: dict[str, Any],
+             given: dict[str, Any]) -> None:
+    """`fit --explain`: the table's shape and `auto.explain`'s lines; no TensorFlow, no
+    files written."""
+    check_data_file(data_file)
+    if data_file is None:
+        rows = tfp_realnvp.tables.make_toy(dataset, num_points, noise, seed)
+        source = f"{dataset} ({num_points} points, noise {noise:g})"
+    else:
+        rows = read_training_rows(data_file, drop_nonfinite, context_spec, **kinds).numeric
+        source = str(data_file)
+    num_rows, dim = rows.shape
+    if not dim:
+        click.echo(f"{source}: all columns categorical; fit models their mass alone (no "
+                   "flow, nothing to choose).")
+        return
+    click.echo(f"{source}: {num_rows} rows x {dim} numeric columns; fit would run "
+               "(nothing is trained or written):")
+    for line in auto_lib.explain(num_rows, dim, given):
+        click.echo(f"  {line}")
 
 
 def _seed_given(ctx: click.Context) -> bool:
