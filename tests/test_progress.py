@@ -5,6 +5,7 @@ import io
 import json
 import types
 
+import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -95,23 +96,39 @@ def test_plain_output_prints_a_line_every_few_seconds_and_the_last_epoch():
     assert "\r" not in output
 
 
-def test_a_terminal_rewrites_one_line_with_a_bar():
-    clock, out = FakeClock(), io.StringIO()
-    display = ProgressDisplay(10, stream=out, tty=True, clock=clock)
-    display.open()
-    for epoch in (1, 2, 3):
-        clock.now += 1.0
-        display(record(epoch, 1.0, 10))
-    display.close()
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_moves_one_bar_and_prints_no_plain_lines():
+    clock, out = FakeClock(), Terminal()
+    display = ProgressDisplay(None, stream=out, clock=clock)
+    with click.progressbar(None, length=1, label="training", show_pos=True, show_eta=False,
+                           item_show_func=lambda m: m, file=out) as bar:
+        display.bar = bar
+        for epoch in (1, 2, 3):
+            clock.now += 1.0
+            display(record(epoch, 1.0, 10))
+        display.close()
     text = out.getvalue()
-    assert text.startswith("training") and text.count("\r") == 3 and text.endswith("\n")
-    assert "epoch 3/10" in text and "~0:07 left" in text and "[######--------------]" in text
+    assert bar.length == 10 and bar.pos == 3  # the length came with the first record
+    assert "3/10" in text and "nll 1.500  val 1.600  0:03 elapsed, ~0:07 left" in text
+    assert "epoch " not in text  # no plain lines on a terminal
 
 
 def test_quiet_prints_nothing(capsys):
     with progress(10, quiet=True) as on_epoch:
         on_epoch(record(1, 1.0, 10))
     assert capsys.readouterr().out == ""
+
+
+def test_plain_lines_when_stdout_is_not_a_terminal(capsys):
+    with progress(None, quiet=False, budget=lambda first: (30.0, 0.0)) as on_epoch:
+        on_epoch(record(1, 2.0, 10))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["training", "epoch 1/10  nll 1.500  val 1.600  0:02 elapsed, at most "
+                                 "0:28 left"]
 
 
 def test_clock_text():
@@ -123,7 +140,7 @@ def test_fit_shows_progress_names_the_stop_and_records_only_what_was_given(tmp_p
     result = CliRunner().invoke(cli, ["fit", "--out", str(tmp_path / "run"), *args])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == "training (the first epoch compiles the step)"
+    assert lines[0] == "training"
     assert lines[1].startswith("epoch 1/3  nll ")
     assert any(line.startswith("epoch 3/3  nll ") and line.endswith("~0:00 left")
                for line in lines)

@@ -79,18 +79,20 @@ def clock_text(seconds: float) -> str:
 
 
 class ProgressDisplay:
-    """The `on_epoch` callback of `fit`: on a terminal, one line rewritten each epoch (a
-    bar of elapsed over elapsed + remaining); elsewhere (CI logs, notebooks, CliRunner)
-    one plain line at the first epoch, then at most every `interval` seconds, and the
-    last epoch's at `close()`. Each line: epoch, train and validation NLL, elapsed and
-    the estimated time left (`Estimate`)."""
+    """The `on_epoch` callback of `fit`. It moves `bar` (a click progress bar: on a
+    terminal, one line rewritten each epoch, hidden with --quiet) and, when `stream` is
+    not a terminal (CI logs, notebooks, CliRunner), prints one plain line at the first
+    epoch, then at most every `interval` seconds, and the last epoch's at `close()`.
+    Each shows the epoch, train and validation NLL, elapsed and the time left
+    (`Estimate`), measured on `clock`."""
 
     def __init__(self, epochs: int | None = None, *, budget: BudgetSource | None = None,
-                 stream: TextIO | None = None, tty: bool | None = None,
-                 clock: Clock = time.monotonic, interval: float = PLAIN_LINE_SECONDS) -> None:
+                 stream: TextIO | None = None, tty: bool | None = None, quiet: bool = False,
+                 clock: Clock = time.monotonic, interval: float = PLAIN_LINE_SECONDS,
+                 bar: Any = None) -> None:
         self.stream = stream if stream is not None else click.get_text_stream("stdout")
-        self.tty = _isatty(self.stream) if tty is None else tty
-        self.clock, self.interval, self.budget = clock, interval, budget
+        self.plain = not quiet and not (_isatty(self.stream) if tty is None else tty)
+        self.clock, self.interval, self.budget, self.bar = clock, interval, budget, bar
         self.estimate = Estimate(planned=epochs)
         self._last_exit: float | None = None  # clock when the previous call returned
         self._printed_at: float | None = None
@@ -105,47 +107,36 @@ class ProgressDisplay:
         else:
             seconds = now - self._last_exit
         self.estimate.add(record.epoch, seconds, record.planned_epochs)
-        self._line, self._line_printed = self.line(record), False
-        if self.tty:
-            click.echo(f"\r{self._line}\x1b[K", nl=False, file=self.stream)
-        elif self._printed_at is None or now - self._printed_at >= self.interval:
+        info = self.info(record)
+        if self.bar is not None:
+            self.bar.length = self.estimate.planned or self.bar.length
+            self.bar.update(record.epoch - self.bar.pos, info)
+        planned = f"/{self.estimate.planned}" if self.estimate.planned else ""
+        self._line, self._line_printed = f"epoch {record.epoch}{planned}  {info}", False
+        if self.plain and (self._printed_at is None or now - self._printed_at >= self.interval):
             self._emit(now)
         self._last_exit = self.clock()
 
-    def line(self, record: Any) -> str:
-        """One epoch's text: `epoch 12/300  nll 1.234  val 1.301  0:04 elapsed, ~0:09 left`."""
-        estimate = self.estimate
-        planned = f"/{estimate.planned}" if estimate.planned else ""
-        text = (f"epoch {record.epoch}{planned}  nll {record.train_nll:.3f}  "
-                f"val {record.validation_nll:.3f}  {clock_text(estimate.elapsed)} elapsed, "
-                f"{self.left_text()} left")
-        return f"training {self._bar()} {text}" if self.tty else text
+    def info(self, record: Any) -> str:
+        """`nll 1.234  val 1.301  0:04 elapsed, ~0:09 left`."""
+        return (f"nll {record.train_nll:.3f}  val {record.validation_nll:.3f}  "
+                f"{clock_text(self.estimate.elapsed)} elapsed, {self.left_text()} left")
 
     def left_text(self) -> str:
+        """`~0:09`; before the steady epoch time is known `at most 0:27` (the budget's
+        time left) or `?` (no budget)."""
         remaining, bound = self.estimate.remaining(), self.estimate.upper_bound()
         if remaining is not None:
             return f"~{clock_text(remaining)}"
         return "?" if bound is None else f"at most {clock_text(bound)}"
 
-    def _bar(self, width: int = 20) -> str:
-        remaining = self.estimate.remaining()
-        total = self.estimate.elapsed + (remaining or 0.0)
-        done = 0 if remaining is None or total <= 0 else round(
-            width * self.estimate.elapsed / total)
-        return f"[{'#' * done}{'-' * (width - done)}]"
-
     def _emit(self, now: float) -> None:
         click.echo(self._line, file=self.stream)
         self._printed_at, self._line_printed = now, True
 
-    def open(self) -> None:
-        click.echo("training" + ("" if self.tty else " (the first epoch compiles the step)"),
-                   nl=not self.tty, file=self.stream)
-
     def close(self) -> None:
-        if self.tty:
-            click.echo("", file=self.stream)
-        elif self._line and not self._line_printed:
+        """Prints the last epoch's plain line if it was not printed."""
+        if self.plain and self._line and not self._line_printed:
             self._emit(self.clock())
 
 

@@ -68,16 +68,19 @@ def reported_errors() -> Iterator[None]:
 @contextlib.contextmanager
 def progress(epochs: int | None, quiet: bool,
              budget: BudgetSource | None = None) -> Iterator[Callable[[Any], None]]:
-    """Yields the `on_epoch` callback of a `ProgressDisplay` (`cli/progress.py`: epoch,
-    NLLs, elapsed and the time left from `budget` and the steady epoch time), or one that
-    shows nothing when `quiet`. `epochs` None (chosen by `fit`): the count comes with the
-    first epoch's record (`planned_epochs`)."""
-    if quiet:
-        yield lambda record: None
-        return
-    display = ProgressDisplay(epochs, budget=budget)
-    display.open()
-    try:
-        yield display
-    finally:
-        display.close()
+    """A progress bar over `epochs` (hidden when `quiet`); yields the `on_epoch` callback
+    (`cli/progress.py`'s `ProgressDisplay`) that moves it and shows the epoch's train and
+    validation NLL, the elapsed time and the time left from `budget` and the steady epoch
+    time (not click's per-epoch rate: the first epoch compiles), and prints plain lines
+    when stdout is not a terminal. `epochs` None (chosen by `fit`): the length comes with
+    the first epoch's record (`planned_epochs`)."""
+    display = ProgressDisplay(epochs, budget=budget, quiet=quiet)
+    unsized = None if epochs is not None else (item for item in ())  # no length known yet
+    with click.progressbar(unsized, length=epochs, label="training", show_pos=True,
+                           show_eta=False, hidden=quiet, item_show_func=lambda m: m,
+                           file=display.stream) as bar:
+        display.bar = bar
+        try:
+            yield display
+        finally:
+            display.close()
