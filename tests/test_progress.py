@@ -148,3 +148,5 @@ def test_fit_shows_progress_names_the_stop_and_records_only_what_was_given(tmp_p
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["auto"]["given"] == ["batch_size", "coupling", "ensemble_size", "epochs",
                                        "hidden_units", "jit_compile", "num_couplings"]
+    assert "coupling" not in config["auto"]["reasons"]  # given: auto's reason is not why
+    assert "time_budget" in config["auto"]["reasons"]

@@ -31,7 +31,9 @@ class Estimate:
 
     i.e. min(time left in the budget, epochs left x s), the budget rounded up to the
     whole epoch it ends in. Before `s` is known (one epoch seen) only the bound
-    `B - elapsed` is known (`upper_bound`). An early stop on patience ends sooner.
+    `B - elapsed` is known (`upper_bound`). An early stop on patience ends sooner. The
+    loop's clock also counts its validation of the fresh flow before epoch 1 (a few
+    seconds, unseen here), so near the end of a budget the time left runs that long.
     """
 
     budget: float | None = None

@@ -140,7 +140,8 @@ def _fit_arrays(
                                                         ("train", train_config))
                               if config is None],
                    "given": sorted(settings if given is None else given),
-                   "reasons": chosen.reasons}
+                   # the reasons of the values that run: none for a setting overridden
+                   "reasons": {k: v for k, v in chosen.reasons.items() if k not in settings}}
     flow_config, train_config = _apply_settings(flow_config or chosen.flow,
                                                  train_config or chosen.train, settings)
     context_dim = _context_dim(flow_config, context)
