@@ -150,3 +150,25 @@ def test_fit_shows_progress_names_the_stop_and_records_only_what_was_given(tmp_p
                                        "hidden_units", "jit_compile", "num_couplings"]
     assert "coupling" not in config["auto"]["reasons"]  # given: auto's reason is not why
     assert "time_budget" in config["auto"]["reasons"]
+
+
+@pytest.mark.parametrize("reason, expected", [
+    ("time_budget", "stopped by the time budget (35 s)"),
+    ("patience", "stopped early: no better validation NLL for 100 epochs (patience)"),
+    ("epochs", "all 300 epochs done"),
+    ("signal", "interrupted"),
+    ("diverged", "diverged"),
+])
+def test_the_summary_names_the_stop_reason(reason, expected):
+    from tfp_realnvp.cli.fit import stop_text
+
+    train = {"time_budget": 35.0, "patience": 100, "epochs": 300}
+    metrics = {"stop_reason": reason, "stopped_early": reason in ("patience", "time_budget")}
+    assert stop_text(metrics, train) == expected
+
+
+def test_a_run_older_than_stop_reason_keeps_its_summary():
+    from tfp_realnvp.cli.fit import stop_text
+
+    assert stop_text({"stopped_early": True}, {}) == "stopped early"
+    assert stop_text({"stopped_early": False}, {}) == ""

@@ -51,7 +51,7 @@ from tfp_realnvp.errors import DataError
               show_default=True,
               help="tf.distribute strategy: mirrored = every local GPU (or CPU); multiworker "
                    "= one process per machine, the cluster given by TF_CONFIG.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress display (bar or plain lines).")
 @click.option("--export", "export_base", type=click.Path(file_okay=False, path_type=Path),
               help="After training, export a SavedModel to EXPORT/realnvp/<next version>.")
 @click.option("--plot", is_flag=True,
