@@ -172,3 +172,32 @@ def test_a_run_older_than_stop_reason_keeps_its_summary():
 
     assert stop_text({"stopped_early": True}, {}) == "stopped early"
     assert stop_text({"stopped_early": False}, {}) == ""
+
+
+def test_the_loops_recorded_wall_time_resynchronises_elapsed():
+    # The loop validated the fresh flow for 3 s before epoch 1; its metrics.json after
+    # epoch 2 says 3 + 5 + 1 = 9 s: from epoch 3 on the display counts from there.
+    clock, recorded = FakeClock(), {"value": None}
+    display = ProgressDisplay(None, budget=lambda first: (20.0, 0.0), stream=io.StringIO(),
+                              tty=False, clock=clock, wall_time=lambda: recorded["value"])
+    for epoch, seconds in ((1, 5.0), (2, 1.0), (3, 1.0)):
+        clock.now += seconds
+        display(record(epoch, seconds, 100))
+        if epoch == 2:
+            assert display.estimate.elapsed == pytest.approx(6.0)
+            recorded["value"] = (2, 9.0)
+    assert display.estimate.elapsed == pytest.approx(10.0)
+    assert display.estimate.remaining() == pytest.approx(10.0)  # 20 s budget: 10 epochs
+
+
+def test_recorded_wall_time_reads_metrics_json(tmp_path):
+    from tfp_realnvp.cli.progress import recorded_budget, recorded_wall_time
+
+    read = recorded_wall_time(tmp_path)
+    assert read() is None
+    (tmp_path / "metrics.json").write_text(json.dumps(
+        {"epochs_run": 25, "wall_time_s": 12.5, "history": [
+            {"epoch": e, "seconds": 0.5} for e in range(1, 26)]}))
+    assert read() == (25, 12.5)
+    (tmp_path / "config.json").write_text(json.dumps({"train": {"time_budget": 35.0}}))
+    assert recorded_budget(tmp_path)(11) == (35.0, 5.0)  # a resumed run: 10 epochs spent

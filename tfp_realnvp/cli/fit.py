@@ -13,7 +13,7 @@ import tfp_realnvp
 from tfp_realnvp import auto as auto_lib
 from tfp_realnvp.cli.model import PLOT_FILE, export_and_report, plot_and_report
 from tfp_realnvp.cli.options import config_file_defaults, config_options
-from tfp_realnvp.cli.progress import recorded_budget
+from tfp_realnvp.cli.progress import recorded_budget, recorded_wall_time
 from tfp_realnvp.cli.runtime import progress, reported_errors, start_tensorflow
 from tfp_realnvp.cli.tables import (
     check_data_file,
@@ -122,7 +122,8 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
             given = {k: v for k, v in options.items() if v is not None}
             seeds = {"seed": seed, "mixing_seed": seed} if _seed_given(ctx) else {}
             run_dir = run_dir or _default_run_dir(Path(data_info["source"]).stem)
-            with progress(given.get("epochs"), quiet, recorded_budget(run_dir)) as on_epoch:
+            with progress(given.get("epochs"), quiet, recorded_budget(run_dir),
+                          recorded_wall_time(run_dir)) as on_epoch:
                 result = tfp_realnvp.fit(data, run_dir, data_info=data_info,
                                          strategy=distribution, on_epoch=on_epoch,
                                          context=context, tensorboard=tensorboard,
@@ -236,7 +237,7 @@ def _resume(run_dir: Path, data_file: Path | None, drop_nonfinite: bool, strateg
         data = tfp_realnvp.tables.recorded_data(stored.data) if data_file is None else \
             read_data(data_file, drop_nonfinite)[0]
     with progress(changes.get("epochs", stored.train.epochs), quiet,
-                  recorded_budget(run_dir)) as on_epoch:
+                  recorded_budget(run_dir), recorded_wall_time(run_dir)) as on_epoch:
         return tfp_realnvp.resume(run_dir, data, strategy=strategy, on_epoch=on_epoch,
                                   context=context, tensorboard=tensorboard, **changes)
 

@@ -15,6 +15,8 @@ import click
 Clock = Callable[[], float]
 # first epoch of this session -> (time budget in seconds or None, seconds already spent)
 BudgetSource = Callable[[int], "tuple[float | None, float]"]
+# -> (epochs run, the loop's seconds after them) from the last metrics.json, or None
+WallTime = Callable[[], "tuple[int, float] | None"]
 PLAIN_LINE_SECONDS = 5.0  # a plain (not a terminal) display prints at most this often
 
 
@@ -33,7 +35,8 @@ class Estimate:
     whole epoch it ends in. Before `s` is known (one epoch seen) only the bound
     `B - elapsed` is known (`upper_bound`). An early stop on patience ends sooner. The
     loop's clock also counts its validation of the fresh flow before epoch 1 (a few
-    seconds, unseen here), so near the end of a budget the time left runs that long.
+    seconds, unseen by the epochs): `resync` sets `elapsed` to the loop's own figure
+    whenever the run's metrics.json gives one.
     """
 
     budget: float | None = None
@@ -50,6 +53,10 @@ class Estimate:
     def elapsed(self) -> float:
         """Seconds on the budget's clock (the loop's own; the display's time not counted)."""
         return self.spent + sum(self.durations)
+
+    def resync(self, elapsed: float) -> None:
+        """Takes `elapsed` (the loop's clock, now) as the truth: `spent` absorbs the gap."""
+        self.spent += elapsed - self.elapsed
 
     @property
     def steady(self) -> float | None:
@@ -86,15 +93,17 @@ class ProgressDisplay:
     not a terminal (CI logs, notebooks, CliRunner), prints one plain line at the first
     epoch, then at most every `interval` seconds, and the last epoch's at `close()`.
     Each shows the epoch, train and validation NLL, elapsed and the time left
-    (`Estimate`), measured on `clock`."""
+    (`Estimate`), measured on `clock` and resynchronised by `wall_time` (the loop's
+    figure after an epoch, where the run records one)."""
 
     def __init__(self, epochs: int | None = None, *, budget: BudgetSource | None = None,
                  stream: TextIO | None = None, tty: bool | None = None, quiet: bool = False,
                  clock: Clock = time.monotonic, interval: float = PLAIN_LINE_SECONDS,
-                 bar: Any = None) -> None:
+                 bar: Any = None, wall_time: WallTime | None = None) -> None:
         self.stream = stream if stream is not None else click.get_text_stream("stdout")
         self.plain = not quiet and not (_isatty(self.stream) if tty is None else tty)
         self.clock, self.interval, self.budget, self.bar = clock, interval, budget, bar
+        self.wall_time = wall_time
         self.estimate = Estimate(planned=epochs)
         self._last_exit: float | None = None  # clock when the previous call returned
         self._printed_at: float | None = None
@@ -109,6 +118,9 @@ class ProgressDisplay:
         else:
             seconds = now - self._last_exit
         self.estimate.add(record.epoch, seconds, record.planned_epochs)
+        recorded = self.wall_time() if self.wall_time is not None else None
+        if recorded is not None and recorded[0] == record.epoch - 1:
+            self.estimate.resync(recorded[1] + record.seconds)
         info = self.info(record)
         if self.bar is not None:
             self.bar.length = self.estimate.planned or self.bar.length
@@ -167,3 +179,23 @@ def recorded_budget(run_dir: Path) -> BudgetSource:
 
     return read
 
+
+
+def recorded_wall_time(run_dir: Path) -> WallTime:
+    """A `WallTime` reading the run's metrics.json (written at each checkpoint: epochs run
+    and `wall_time_s` on the loop's clock); parsed again only when the file changed."""
+    path = run_dir / "metrics.json"
+    seen: dict[str, Any] = {"stamp": None, "value": None}
+
+    def read() -> tuple[int, float] | None:
+        try:
+            stat = path.stat()
+            if (stat.st_mtime_ns, stat.st_size) != seen["stamp"]:
+                metrics = json.loads(path.read_text())
+                seen["stamp"] = (stat.st_mtime_ns, stat.st_size)
+                seen["value"] = (int(metrics["epochs_run"]), float(metrics["wall_time_s"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return seen["value"]
+
+    return read
