@@ -188,3 +188,51 @@ def test_tensorflow_start_up_lines_do_not_reach_the_user(run_dir):
     assert len(result.stdout.strip().splitlines()) == 2
     for noise in ("oneDNN", "cudart", "cuInit", "absl::InitializeLog", "cpu_feature_guard"):
         assert noise not in result.stderr, result.stderr
+
+
+def test_fit_help_shows_the_automatic_choices_as_auto_with_their_rule():
+    import dataclasses
+
+    from tfp_realnvp import auto
+    from tfp_realnvp.config import FlowConfig, TrainConfig
+
+    # RULES names every setting `choose` moves off the dataclass default, for every shape.
+    for shape in [(3000, 2), (1000, 4), (10000, 8), (60000, 40), (600000, 3)]:
+        choice = auto.choose(*shape)
+        for config, default in ((choice.flow, FlowConfig()), (choice.train, TrainConfig())):
+            moved = {f.name for f in dataclasses.fields(config)
+                     if getattr(config, f.name) != getattr(default, f.name)}
+            assert moved <= set(auto.RULES), (shape, moved - set(auto.RULES))
+    options = {p.name: p for p in main.commands["fit"].params}
+    for name, rule in auto.RULES.items():
+        assert options[name].help.endswith(f"[default: auto: {rule}]"), name
+    assert "[default: auto: spline for 2 columns, else affine]" in options["coupling"].help
+    assert options["batch_size"].help.endswith("[default: 256]")  # not chosen: the default
+    help_text = " ".join(invoke("fit", "--help").output.split())
+    assert "[default: affine]" not in help_text and "[default: 400]" not in help_text
+    assert "--explain" in help_text
+
+
+def test_fit_explain_prints_the_choice_for_the_data_and_writes_nothing(tmp_path):
+    rng = np.random.default_rng(0)
+    table = tmp_path / "table.csv"
+    np.savetxt(table, rng.normal(size=(1000, 4)), delimiter=",", header="a,b,c,d",
+               comments="")
+    result = invoke("fit", "--data", table, "--explain", "--patience", 7,
+                    "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == (f"{table}: 1000 rows x 4 numeric columns; fit would run (nothing is "
+                        "trained or written):")
+    for expected in ("--ensemble-size: 20 (auto: 20 members", "--hidden-units: 32 (auto: ",
+                     "--mixing: lu (auto: ", "--weight-decay: 0.0001 (auto: ",
+                     "--coupling: affine (auto: ", "--patience: 7 (given)",
+                     "--time-budget: 45 (auto: 45 s of training for the whole fit)"):
+        assert any(line.strip().startswith(expected) for line in lines), expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]
+    toy = invoke("fit", "--explain")
+    assert toy.exit_code == 0 and toy.output.startswith(
+        "moons (3000 points, noise 0.05): 3000 rows x 2 numeric columns")
+    assert "--time-budget: 35 (auto: 35 s of training for the whole fit)" in toy.output
+    refused = invoke("fit", "--explain", "--resume", "--out", tmp_path / "run")
+    assert refused.exit_code == 2 and "--explain describes a new run" in refused.output

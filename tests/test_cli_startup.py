@@ -63,6 +63,12 @@ def test_help_and_version_do_not_import_tensorflow(args):
     assert ("tfp-realnvp" if args == ["--version"] else "Usage:") in got["output"]
 
 
+def test_fit_explain_does_not_import_tensorflow(tmp_path):
+    got = fresh_cli("fit", "--explain")
+    assert got["code"] == 0 and not got["tensorflow"], got
+    assert "--coupling: spline (auto: " in got["output"]
+
+
 def test_a_missing_data_file_is_refused_before_tensorflow_loads(tmp_path):
     missing = tmp_path / "missing.csv"
     got = fresh_cli("fit", "--data", missing, "--out", tmp_path / "run", "--quiet")

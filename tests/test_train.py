@@ -186,8 +186,8 @@ def test_the_cli_learns_the_planned_epochs_from_fit_which_alone_chooses(tmp_path
     from click.testing import CliRunner
 
     from tfp_realnvp import auto
+    from tfp_realnvp import cli as cli_lib
     from tfp_realnvp.cli import cli
-    from tfp_realnvp.cli import runtime as cli_runtime
 
     calls = []
     real = auto.choose
@@ -212,7 +212,8 @@ def test_the_cli_learns_the_planned_epochs_from_fit_which_alone_chooses(tmp_path
         return bar
 
     monkeypatch.setattr(click, "progressbar", recorded_bar)
-    with cli_runtime.progress(None, quiet=True) as on_epoch:  # the bar of `fit` without --epochs
+    # the bar of `fit` without --epochs
+    with cli_lib.runtime.progress(None, quiet=True) as on_epoch:
         on_epoch(train_lib.EpochMetrics(1, 1.0, 1.0, 0.1, planned_epochs=7))
     assert lengths[0].length == 7 and lengths[0].pos == 1
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

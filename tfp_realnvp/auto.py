@@ -17,6 +17,27 @@ from tfp_realnvp.config import FlowConfig, TrainConfig
 
 MAX_STEPS_PER_EPOCH = 200  # measured: see the README's Speed section
 DEFAULT_TIME_BUDGET = 45.0  # seconds of training; two moons' whole fit stays under a minute
+TWO_COLUMN_BUDGET = 35.0  # at most this for 2 columns: 300 spline epochs fit in it
+
+
+# Every setting `choose` decides, and its rule in one line (`fit --help` shows these).
+RULES: dict[str, str] = {
+    "coupling": "spline for 2 columns, else affine",
+    "num_couplings": "4",
+    "hidden_units": "64 for 2 columns; else 32 below 5,000 rows, 64 below 50,000, else 128",
+    "num_hidden_layers": "2",
+    "activation": "tanh",
+    "mixing": "reverse for 2 columns; else lu up to 32 columns, reverse above",
+    "ensemble_size": "1 for 2 columns; else 20 up to 5,000 rows, then 10, 5, 3, and 1 "
+                     "above 500,000 (folds of >= 5 rows)",
+    "epochs": "300 for 2 columns, else 400",
+    "learning_rate": "5e-3 for 2 columns, else 2e-3",
+    "patience": "100 for 2 columns, else 20",
+    "weight_decay": "1e-4 below 50,000 rows (3+ columns), else 0",
+    "jit_compile": "on for 2 columns, else off",
+    "time_budget": f"{TWO_COLUMN_BUDGET:g} s for 2 columns, else {DEFAULT_TIME_BUDGET:g} s",
+    "max_steps_per_epoch": f"{MAX_STEPS_PER_EPOCH} for 3+ columns, else a full pass",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +61,8 @@ def choose(num_rows: int, dim: int, time_budget: float | None = None) -> Choice:
       time_budget: seconds of training for the whole fit (default `DEFAULT_TIME_BUDGET`).
     """
     budget = DEFAULT_TIME_BUDGET if time_budget is None else time_budget
+    if dim == 2:
+        budget = min(budget, TWO_COLUMN_BUDGET)
     reasons = {"time_budget": f"{budget:g} s of training for the whole fit"}
     if dim == 2:
         flow = FlowConfig(coupling="spline", num_couplings=4, hidden_units=64,
@@ -49,7 +72,7 @@ def choose(num_rows: int, dim: int, time_budget: float | None = None) -> Choice:
                                "against 0.10 for 3 K-fold members that the budget stopped "
                                "at half their schedule; moons and circles within 0.005")
         train = TrainConfig(epochs=300, learning_rate=5e-3, patience=100, jit_compile=True,
-                            time_budget=min(budget, 35.0))
+                            time_budget=budget)
         reasons["jit_compile"] = "XLA: 1.7x the spline steps per second, same numbers"
         reasons["learning_rate"] = ("5e-3 with cosine decay over 300 epochs (or the time "
                                     "budget), patience 100")
@@ -86,3 +109,25 @@ def choose(num_rows: int, dim: int, time_budget: float | None = None) -> Choice:
 
 # (largest number of rows, ensemble members)
 MEMBERS_BY_ROWS = ((5000, 20), (20000, 10), (100000, 5), (500000, 3), (float("inf"), 1))
+
+
+def explain(num_rows: int, dim: int, given: dict[str, Any] | None = None) -> list[str]:
+    """What `fit` would run on a table of `num_rows` x `dim`, one line per setting of
+    `RULES`: `--name: value (why)`, the reason `choose` records or the one-line rule; a
+    setting in `given` (field name -> value) wins and says so."""
+    given = given or {}
+    choice = choose(num_rows, dim)
+    lines = []
+    for name, rule in RULES.items():
+        config = choice.flow if hasattr(choice.flow, name) else choice.train
+        value = given.get(name, getattr(config, name))
+        why = "given" if name in given else f"auto: {choice.reasons.get(name, rule)}"
+        lines.append(f"--{name.replace('_', '-')}: {_shown(value)} ({why})")
+    return lines
+
+
+def _shown(value: Any) -> str:
+    """A setting's value as a user would type it."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime
+import json
 from pathlib import Path
 from typing import Any
 
 import click
 
 import tfp_realnvp
+from tfp_realnvp import auto as auto_lib
 from tfp_realnvp.cli.model import PLOT_FILE, export_and_report, plot_and_report
 from tfp_realnvp.cli.options import config_file_defaults, config_options
+from tfp_realnvp.cli.progress import recorded_budget, recorded_wall_time
 from tfp_realnvp.cli.runtime import progress, reported_errors, start_tensorflow
 from tfp_realnvp.cli.tables import (
     check_data_file,
@@ -48,7 +51,7 @@ from tfp_realnvp.errors import DataError
               show_default=True,
               help="tf.distribute strategy: mirrored = every local GPU (or CPU); multiworker "
                    "= one process per machine, the cluster given by TF_CONFIG.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress display (bar or plain lines).")
 @click.option("--export", "export_base", type=click.Path(file_okay=False, path_type=Path),
               help="After training, export a SavedModel to EXPORT/realnvp/<next version>.")
 @click.option("--plot", is_flag=True,
@@ -67,20 +70,23 @@ from tfp_realnvp.errors import DataError
 @click.option("--missing", type=click.Choice(("drop", "error")), default="drop",
               show_default=True, help="Rows of --data with a blank cell in a modelled column: "
               "leave them out (says how many), or refuse the file naming the first.")
-@config_options(FlowConfig, TrainConfig)
+@click.option("--explain", is_flag=True,
+              help="Print the settings the automatic choice makes for this data (--data or "
+                   "the toy set) and why, then exit: nothing is trained or written.")
+@config_options(FlowConfig, TrainConfig, auto=auto_lib.RULES)
 @click.pass_context
 def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume: bool,
         drop_nonfinite: bool, dataset: str, num_points: int, noise: float, seed: int,
         strategy: str, quiet: bool, export_base: Path | None, plot: bool, tensorboard: bool,
         context_spec: str | None, categorical: str | None, numeric: str | None,
-        ignore: str | None, missing: str, **options: Any) -> None:
+        ignore: str | None, missing: str, explain: bool, **options: Any) -> None:
     """Train a flow. With no arguments: two moons (3000 points, noise 0.05).
 
-    Settings not given are chosen from the table's shape (see `tfp_realnvp.auto`) and
-    recorded in the run's config.json; every option given wins. A --data table's column
-    kinds are found from its cells (numbers, categories, IDs and blank or constant columns
-    left out); with categorical columns the run models log P(categories) + log p(numbers |
-    categories).
+    Settings not given are chosen from the table's shape (options marked `auto` below;
+    `--explain` shows the choice for your data) and recorded in the run's config.json;
+    every option given wins. A --data table's column kinds are found from its cells
+    (numbers, categories, IDs and blank or constant columns left out); with categorical
+    columns the run models log P(categories) + log p(numbers | categories).
     """
     _check_arguments(resume, run_dir, strategy, context_spec, data_file)
     kinds_given = [f"--{k}" for k, v in (("categorical", categorical), ("numeric", numeric),
@@ -88,13 +94,22 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
     if kinds_given and (resume or data_file is None):
         raise click.UsageError(f"{kinds_given[0]} needs --data FILE (a new run; a resumed run "
                                "uses the kinds it recorded).")
+    if explain:
+        if resume:
+            raise click.UsageError("--explain describes a new run; a resumed run keeps the "
+                                   "settings in its config.json.")
+        with reported_errors():
+            _explain(data_file, drop_nonfinite, context_spec, dataset, num_points, noise,
+                     seed, {"categorical": categorical, "numeric": numeric, "ignore": ignore,
+                            "missing": missing},
+                     {k: v for k, v in options.items() if v is not None})
+        return
     with reported_errors():
         check_data_file(data_file)
         distribution = start_tensorflow(strategy)
         if resume:
-            seed_given = ctx.get_parameter_source("seed") != click.core.ParameterSource.DEFAULT
             changes = {k: v for k, v in options.items() if v is not None}
-            if seed_given:
+            if _seed_given(ctx):
                 changes.update(seed=seed, mixing_seed=seed)
             result = _resume(run_dir, data_file, drop_nonfinite, distribution, quiet, changes,
                              tensorboard or None)
@@ -105,13 +120,15 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
                 {"categorical": categorical, "numeric": numeric, "ignore": ignore,
                  "missing": missing})
             given = {k: v for k, v in options.items() if v is not None}
+            seeds = {"seed": seed, "mixing_seed": seed} if _seed_given(ctx) else {}
             run_dir = run_dir or _default_run_dir(Path(data_info["source"]).stem)
-            with progress(given.get("epochs"), quiet) as on_epoch:
+            with progress(given.get("epochs"), quiet, recorded_budget(run_dir),
+                          recorded_wall_time(run_dir)) as on_epoch:
                 result = tfp_realnvp.fit(data, run_dir, data_info=data_info,
                                          strategy=distribution, on_epoch=on_epoch,
                                          context=context, tensorboard=tensorboard,
-                                         layout=layout, settings={**given, "seed": seed,
-                                                                  "mixing_seed": seed})
+                                         layout=layout, settings={**given, **seeds},
+                                         given=sorted([*given, *(["seed"] if seeds else [])]))
         if not result.chief:
             _report_worker(result)
             return
@@ -145,6 +162,34 @@ def _check_arguments(resume: bool, run_dir: Path | None, strategy: str,
         raise click.UsageError(
             "--context-columns needs --data FILE (a new run; a resumed run uses the columns "
             "it recorded).")
+
+
+def _explain(data_file: Path | None, drop_nonfinite: bool, context_spec: str | None,
+             dataset: str, num_points: int, noise: float, seed: int, kinds: dict[str, Any],
+             given: dict[str, Any]) -> None:
+    """`fit --explain`: the table's shape and `auto.explain`'s lines; no TensorFlow, no
+    files written."""
+    check_data_file(data_file)
+    if data_file is None:
+        rows = tfp_realnvp.tables.make_toy(dataset, num_points, noise, seed)
+        source = f"{dataset} ({num_points} points, noise {noise:g})"
+    else:
+        rows = read_training_rows(data_file, drop_nonfinite, context_spec, **kinds).numeric
+        source = str(data_file)
+    num_rows, dim = rows.shape
+    if not dim:
+        click.echo(f"{source}: all columns categorical; fit models their mass alone (no "
+                   "flow, nothing to choose).")
+        return
+    click.echo(f"{source}: {num_rows} rows x {dim} numeric columns; fit would run "
+               "(nothing is trained or written):")
+    for line in auto_lib.explain(num_rows, dim, given):
+        click.echo(f"  {line}")
+
+
+def _seed_given(ctx: click.Context) -> bool:
+    """Whether the user gave --seed (on the command line or in --config's file)."""
+    return ctx.get_parameter_source("seed") != click.core.ParameterSource.DEFAULT
 
 
 def _new_data(data_file: Path | None, drop_nonfinite: bool, context_spec: str | None,
@@ -191,7 +236,8 @@ def _resume(run_dir: Path, data_file: Path | None, drop_nonfinite: bool, strateg
     else:
         data = tfp_realnvp.tables.recorded_data(stored.data) if data_file is None else \
             read_data(data_file, drop_nonfinite)[0]
-    with progress(changes.get("epochs", stored.train.epochs), quiet) as on_epoch:
+    with progress(changes.get("epochs", stored.train.epochs), quiet,
+                  recorded_budget(run_dir), recorded_wall_time(run_dir)) as on_epoch:
         return tfp_realnvp.resume(run_dir, data, strategy=strategy, on_epoch=on_epoch,
                                   context=context, tensorboard=tensorboard, **changes)
 
@@ -202,9 +248,9 @@ def _has_categories(layout: Any) -> bool:
 
 def _report_fit(run_dir: Path, metrics: dict[str, Any]) -> None:
     click.echo(f"run directory: {run_dir}")
+    stop = stop_text(metrics, _recorded_train(run_dir))
     click.echo(f"epochs: {metrics['epochs_run']} (best {metrics['best_epoch']}"
-               f"{', stopped early' if metrics['stopped_early'] else ''}), "
-               f"wall time {metrics['wall_time_s']:.1f} s")
+               f"{', ' + stop if stop else ''}), wall time {metrics['wall_time_s']:.1f} s")
     click.echo(f"best validation NLL: {metrics['best_validation_nll']:.4f} nats")
     if "test_nll" in metrics:
         click.echo(f"held-out test NLL: {metrics['test_nll']:.4f} nats "
@@ -213,6 +259,32 @@ def _report_fit(run_dir: Path, metrics: dict[str, Any]) -> None:
     if metrics.get("num_workers", 1) > 1:
         click.echo(f"chief of {metrics['num_workers']} workers; weights sha256: "
                    f"{metrics['weights_sha256']}")
+
+
+def stop_text(metrics: dict[str, Any], train: dict[str, Any]) -> str:
+    """Why training stopped, from metrics.json's `stop_reason` (and the run's `train`
+    settings for the numbers); a run older than `stop_reason`: its `stopped_early`."""
+    reason = metrics.get("stop_reason")
+    budget, patience = train.get("time_budget"), train.get("patience")
+    texts = {
+        "time_budget": "stopped by the time budget" + (f" ({budget:g} s)" if budget else ""),
+        "patience": "stopped early: no better validation NLL for "
+                    + (f"{patience} epochs (patience)" if patience else "--patience epochs"),
+        "epochs": f"all {train.get('epochs', metrics.get('epochs_run'))} epochs done",
+        "signal": "interrupted",
+        "diverged": "diverged",
+    }
+    if reason is None:
+        return "stopped early" if metrics.get("stopped_early") else ""
+    return texts.get(reason, f"stopped: {reason}")
+
+
+def _recorded_train(run_dir: Path) -> dict[str, Any]:
+    """The run's `train` settings as config.json records them ({} if unreadable)."""
+    try:
+        return json.loads((run_dir / tfp_realnvp.rundir.CONFIG_FILE).read_text())["train"]
+    except (OSError, ValueError, KeyError):
+        return {}
 
 
 def _categories(model: Any) -> str:

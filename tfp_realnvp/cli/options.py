@@ -24,11 +24,14 @@ def _click_type(python_type: type, rule: Setting) -> Any:
     return python_type
 
 
-def config_options(*classes: type) -> Callable[[Callable], Callable]:
+def config_options(*classes: type, auto: dict[str, str] | None = None
+                   ) -> Callable[[Callable], Callable]:
     """Adds one `--option` per CLI-visible config field of `classes`, default None (unset).
 
-    Unset options leave the dataclass default (shown in the help); a given one overrides it.
-    Booleans become `--name/--no-name` switches.
+    Unset options leave the dataclass default (shown in the help), or, for a field in
+    `auto` (field name -> its rule in one line, e.g. `tfp_realnvp.auto.RULES`), the value
+    the automatic choice makes (the help shows `[default: auto: RULE]`); a given one
+    overrides it. Booleans become `--name/--no-name` switches.
     """
     def decorate(command: Callable) -> Callable:
         for cls in reversed(classes):
@@ -37,7 +40,9 @@ def config_options(*classes: type) -> Callable[[Callable], Callable]:
                 if not rule.cli:
                     continue
                 flag = field.name.replace("_", "-")
-                help_text = f"{rule.help} [default: {field.default}]"
+                default = field.default if field.name not in (auto or {}) else \
+                    f"auto: {auto[field.name]}"
+                help_text = f"{rule.help} [default: {default}]"
                 python_type = _plain_type(hints[field.name])
                 if python_type is bool:
                     option = click.option(f"--{flag}/--no-{flag}", field.name, default=None,

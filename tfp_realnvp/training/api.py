@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,6 +44,7 @@ def fit(
     ignore: str | Sequence[str | int] | None = None,
     missing: str = "drop",
     drop_nonfinite: bool = False,
+    given: Sequence[str] | None = None,
 ) -> FitResult:
     """Trains a new flow on the rows of `data` and leaves a complete run directory.
 
@@ -89,6 +91,9 @@ def fit(
         left out.
       missing: "drop" (default) or "error": what a table's blank cells do.
       drop_nonfinite: leave out a table's rows holding NaN or inf instead of refusing them.
+      given: the setting names config.json records as `auto.given`, the ones the user
+        gave (default: the keys of `settings`); the CLI passes these when `settings` also
+        holds values derived from them (`--seed` sets `seed` and `mixing_seed`).
     """
     options = {"context_columns": context_columns, "categorical": categorical,
                "numeric": numeric, "ignore": ignore, "missing": missing,
@@ -96,11 +101,12 @@ def fit(
     if table_fit.is_table(data, context) and layout is None:
         seed = (settings or {}).get("seed", train_config.seed if train_config else 0)
         return table_fit.fit_table(
-            data, run_dir, _fit_arrays, options, data_info, seed, flow_config=flow_config,
+            data, run_dir, functools.partial(_fit_arrays, given=given), options, data_info,
+            seed, flow_config=flow_config,
             train_config=train_config, strategy=strategy, on_epoch=on_epoch,
             settings=settings, tensorboard=tensorboard)
     return _fit_arrays(data, run_dir, flow_config, train_config, data_info, strategy,
-                       on_epoch, settings, tensorboard, context, layout)
+                       on_epoch, settings, tensorboard, context, layout, given=given)
 
 
 def _fit_arrays(
@@ -116,9 +122,11 @@ def _fit_arrays(
     context: np.ndarray | None = None,
     layout: tables.TableLayout | None = None,
     on_create: Callable[[Path], Any] | None = None,
+    given: Sequence[str] | None = None,
 ) -> FitResult:
     """`fit` of arrays (or a DataFrame with its context): the flow alone; `on_create`
-    writes extra files into the new run directory once config.json is there."""
+    writes extra files into the new run directory once config.json is there; `given`
+    as `fit`'s."""
     data, context, layout = tables.fit_inputs(data, context, layout)
     data = tables.validate_array(data)
     prepare_lib.check_trainable(data, (data_info or {}).get("source", "data"))
@@ -131,7 +139,9 @@ def _fit_arrays(
                    "chosen": [name for name, config in (("flow", flow_config),
                                                         ("train", train_config))
                               if config is None],
-                   "given": sorted(settings), "reasons": chosen.reasons}
+                   "given": sorted(settings if given is None else given),
+                   # the reasons of the values that run: none for a setting overridden
+                   "reasons": {k: v for k, v in chosen.reasons.items() if k not in settings}}
     flow_config, train_config = _apply_settings(flow_config or chosen.flow,
                                                  train_config or chosen.train, settings)
     context_dim = _context_dim(flow_config, context)
