@@ -7,8 +7,9 @@ TensorFlow, and nothing here touches the caller's environment or matplotlib back
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tfp_realnvp.lazy import lazy_namespace
 
 __version__ = "0.1.0"
 
@@ -31,8 +32,8 @@ _EXPORTS = {
     "ConfigError": "errors",
 }
 _SUBMODULES = ("auto", "bench", "bijectors", "cli", "config", "errors", "files", "flow", "info",
-               "mixed", "networks", "plots", "prepare", "rundir", "sampling", "scoring", "serving",
-               "summaries", "tables", "training")
+               "lazy", "mixed", "networks", "plots", "prepare", "rundir", "sampling", "scoring",
+               "serving", "summaries", "tables", "training")
 
 __all__ = ["AffineCoupling", "ConfigError", "DataError", "FlowConfig", "TfpRealnvpError",
            "TrainConfig", "bijector_kwargs", "build_flow", "context_kwargs", "couplings",
@@ -55,16 +56,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does th
     from tfp_realnvp.training import fit, resume
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS, *_SUBMODULES])
+__getattr__, __dir__ = lazy_namespace(__name__, globals(), _EXPORTS, _SUBMODULES)

@@ -31,6 +31,21 @@ TESTED_SERVING_TENSORFLOW = ("2.16", "2.18", "2.20")
 MAX_SAMPLES = 1_000_000
 
 
+
+def checked_sample_request(num_samples: tf.Tensor, seed: tf.Tensor
+                           ) -> tuple[tf.Tensor, tf.Tensor, list[tf.Operation]]:
+    """A `sample` request's (num_samples, seed) with their shapes checked, and the checks
+    0 <= num_samples <= MAX_SAMPLES to run before drawing (InvalidArgument otherwise)."""
+    num_samples = tf.ensure_shape(num_samples, [], name="check_num_samples_is_scalar")
+    seed = tf.ensure_shape(seed, [2], name="check_seed_is_2_int32")
+    checks = [
+        tf.debugging.assert_non_negative(num_samples, message="num_samples must be >= 0"),
+        tf.debugging.assert_less_equal(
+            num_samples, MAX_SAMPLES,
+            message=f"num_samples must be <= {MAX_SAMPLES} per request (ask several times)"),
+    ]
+    return num_samples, seed, checks
+
 class FlowServingModule(tf.Module):
     """The serving graph: four named-tensor functions over one flow.
 
@@ -88,14 +103,7 @@ class FlowServingModule(tf.Module):
         return {"log_prob": self.flow.log_prob(self._events(x, "x"), **self._kwargs(context))}
 
     def _sample(self, num_samples, seed, context=None):
-        num_samples = tf.ensure_shape(num_samples, [], name="check_num_samples_is_scalar")
-        seed = tf.ensure_shape(seed, [2], name="check_seed_is_2_int32")
-        checks = [
-            tf.debugging.assert_non_negative(num_samples, message="num_samples must be >= 0"),
-            tf.debugging.assert_less_equal(
-                num_samples, MAX_SAMPLES,
-                message=f"num_samples must be <= {MAX_SAMPLES} per request (ask several times)"),
-        ]
+        num_samples, seed, checks = checked_sample_request(num_samples, seed)
         with tf.control_dependencies(checks):
             samples = self.flow.sample(num_samples, seed=seed, **self._kwargs(context))
         return {"samples": samples}

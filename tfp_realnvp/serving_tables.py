@@ -24,7 +24,7 @@ from tfp_realnvp.mixed.categorical import CategoricalModel
 from tfp_realnvp.mixed.encoding import UNSEEN_LABEL
 from tfp_realnvp.mixed.mass_tf import CategoricalMass
 from tfp_realnvp.serving_columns import MISSING_LABELS, ServedColumns
-from tfp_realnvp.serving_flow import MAX_SAMPLES
+from tfp_realnvp.serving_flow import checked_sample_request
 
 
 class _Vocabularies(tf.Module):
@@ -155,14 +155,7 @@ class TableServingModule(tf.Module):
         return out
 
     def _sample(self, num_samples: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        num_samples = tf.ensure_shape(num_samples, [], name="check_num_samples_is_scalar")
-        seed = tf.ensure_shape(seed, [2], name="check_seed_is_2_int32")
-        checks = [
-            tf.debugging.assert_non_negative(num_samples, message="num_samples must be >= 0"),
-            tf.debugging.assert_less_equal(
-                num_samples, MAX_SAMPLES,
-                message=f"num_samples must be <= {MAX_SAMPLES} per request (ask several times)"),
-        ]
+        num_samples, seed, checks = checked_sample_request(num_samples, seed)
         with tf.control_dependencies(checks):
             return self._draw(num_samples, seed)
 

@@ -11,8 +11,9 @@ The names below are imported on first use, like the package's own.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tfp_realnvp.lazy import lazy_namespace
 
 # public name -> the submodule that defines it
 _EXPORTS = {
@@ -37,16 +38,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does th
     from tfp_realnvp.bijectors.spline import OneHotSpline, SplineCoupling
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})
+__getattr__, __dir__ = lazy_namespace(__name__, globals(), _EXPORTS, _SUBMODULES)

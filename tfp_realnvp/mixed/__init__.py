@@ -7,8 +7,7 @@ in and out by the layout's names and labels) need no TensorFlow; `model` (`Mixed
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tfp_realnvp.lazy import lazy_namespace
 
 _EXPORTS = {
     "CategoricalModel": "categorical",
@@ -32,9 +31,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_namespace(__name__, globals(), _EXPORTS)
