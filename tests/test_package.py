@@ -2,7 +2,9 @@
 
 import dataclasses
 import doctest
+import importlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import subprocess
@@ -140,3 +142,16 @@ from tfp_realnvp.bench.report import format_report, ratios
 print(json.dumps({"tf": "tensorflow" in sys.modules, "dim": SpeedOptions().dim}))
 """)
     assert got == {"tf": False, "dim": 2}
+
+
+@pytest.mark.parametrize("package", ["tfp_realnvp", "tfp_realnvp.bijectors", "tfp_realnvp.mixed"])
+def test_dir_lists_only_the_packages_own_names(package):
+    module = importlib.import_module(package)
+    names = [n for n in dir(module) if not (n.startswith("__") and n.endswith("__"))]
+    # Every name is a public export or a submodule: no helper the package module imports.
+    for name in names:
+        assert name in module.__all__ or importlib.util.find_spec(f"{package}.{name}"), name
+    for stray in ("TYPE_CHECKING", "annotations", "lazy_namespace", "Any", "importlib",
+                  "_EXPORTS", "_SUBMODULES"):
+        assert stray not in names
+    assert set(module.__all__) <= set(names)

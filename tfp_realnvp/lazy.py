@@ -26,6 +26,12 @@ def lazy_namespace(package: str, namespace: dict[str, Any], exports: dict[str, s
         return value
 
     def __dir__() -> list[str]:
-        return sorted({*namespace, *exports, *submodules})
+        # The package's own names only: its exports, its submodules (also those imported
+        # by other means), `__version__` and the module dunders; not the helpers the
+        # package module itself imports (`TYPE_CHECKING`, `annotations`, this function).
+        own = {name for name, value in namespace.items()
+               if (name.startswith("__") and name.endswith("__"))
+               or getattr(value, "__name__", "") == f"{package}.{name}"}
+        return sorted({*own, *exports, *submodules})
 
     return __getattr__, __dir__
