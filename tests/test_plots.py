@@ -16,7 +16,14 @@ from tfp_realnvp import FlowConfig, build_flow
 from tfp_realnvp.cli import cli
 from tfp_realnvp.errors import ConfigError
 from tfp_realnvp.flow import decode, encode
-from tfp_realnvp.plots import DPI, plot_flow, plot_model, samples_figure, save_png
+from tfp_realnvp.plots import (
+    DPI,
+    figure_pixels,
+    plot_flow,
+    plot_model,
+    samples_figure,
+    save_png,
+)
 from tfp_realnvp.tables import make_toy
 
 HISTORY = {"history": [{"epoch": e, "train_nll": 2.0 - 0.1 * e, "validation_nll": 2.1 - 0.08 * e,
@@ -212,3 +219,72 @@ def test_axes_carry_the_layouts_column_names(flow_2d):
     assert unnamed["data"].get_xlabel() == "x0"
     with pytest.raises(ConfigError, match="'names' must name the 2 event columns"):
         plot_model(flow, data, num_samples=64, grid_size=10, names=("a",))
+
+
+# --- layout: every width of table gets a figure with no gap and no cut-off text ---------------
+
+
+def layout_faults(figure) -> list[str]:
+    """What a reader would see as broken in `figure` drawn at `DPI`: an axes or a text out
+    of the figure (cut off), two titles over each other, an axes with nothing drawn, or a
+    wide empty stretch between neighbouring axes of a row (an empty grid column)."""
+    figure_pixels(figure)  # draws it with the Agg canvas, at DPI
+    renderer = figure.canvas.get_renderer()
+    frame = figure.bbox
+    faults = []
+
+    def inside(box) -> bool:
+        return (box.x0 >= frame.x0 - 1 and box.y0 >= frame.y0 - 1
+                and box.x1 <= frame.x1 + 1 and box.y1 <= frame.y1 + 1)
+
+    boxes = {}
+    for index, axis in enumerate(figure.axes):
+        name = axis.get_label() or f"axes {index}"
+        if not axis.get_visible() or not (axis.has_data() or axis.images):
+            faults.append(f"{name} is empty")
+        boxes[name] = axis.get_tightbbox(renderer)
+        if not inside(boxes[name]):
+            faults.append(f"{name} is cut off: {boxes[name]}")
+    titles = [(a.get_label(), a.title) for a in figure.axes if a.get_title()]
+    for part in (figure, *figure.subfigs):  # the figure's title and the subfigures' captions
+        if part.get_suptitle():
+            titles.append((f"caption {part.get_suptitle()[:20]!r}", part._suptitle))
+    extents = [(name, text.get_window_extent(renderer)) for name, text in titles]
+    for name, box in extents:
+        if not inside(box):
+            faults.append(f"the title of {name} is cut off: {box}")
+    for i, (name, box) in enumerate(extents):
+        faults += [f"titles of {name} and {other} overlap" for other, box2 in extents[i + 1:]
+                   if box.overlaps(box2)]
+    gap_limit = 0.6 * DPI  # px: wider than any margin of tick labels and a y label
+    for name, box in boxes.items():
+        right = [b.x0 - box.x1 for other, b in boxes.items() if other != name
+                 and b.x0 >= box.x1 - 1 and min(b.y1, box.y1) > max(b.y0, box.y0)]
+        if right and min(right) > gap_limit:
+            faults.append(f"an empty stretch of {min(right):.0f} px right of {name}")
+    return faults
+
+
+@pytest.mark.parametrize(("dim", "columns"), [(3, None), (4, None), (8, None),
+                                               (8, list(range(8)))])
+def test_figures_hold_at_every_width(dim, columns):
+    rng = np.random.default_rng(dim)
+    data = (rng.normal(size=(200, dim)) @ rng.normal(size=(dim, dim))).astype(np.float32)
+    flow = build_flow(FlowConfig(event_dim=dim, num_couplings=2, hidden_units=4,
+                                 ensemble_size=3))  # the longest titles: "member 0's map"
+    figure = plot_model(flow, data, HISTORY, columns, num_samples=100, grid_size=10,
+                        title=f"table.csv: {dim}-D, 2 affine couplings, ensemble of 3")
+    shown = len(columns or range(min(dim, 4)))
+    assert sum(a.get_label().startswith("pair_") for a in figure.axes) == shown ** 2
+    assert layout_faults(figure) == []
+
+
+def test_the_layout_check_sees_a_cut_title_and_an_empty_column(flow_2d):
+    flow, data = flow_2d
+    figure = plot_model(flow, data, num_samples=50, grid_size=10)
+    axes = axes_of(figure)
+    axes["data"].set_title("a title far too long for its narrow panel " * 4)
+    figure.add_subplot(5, 9, 45).set_label("nothing")  # an empty axes at the bottom right
+    faults = layout_faults(figure)
+    assert any("title of data is cut off" in f for f in faults), faults
+    assert "nothing is empty" in faults and any("titles of data and" in f for f in faults)

@@ -118,7 +118,7 @@ def draw_maps(axes: Sequence[Axes], pictures: FlowPictures, columns: Sequence[in
     data in data space, data in latent space, base draws, base draws in data space (their
     axes named by `names`, the event columns' names, when given)."""
     a, b = columns[:2]
-    whose = " (member 0's map)" if ensemble else ""
+    whose = "\n(member 0's map)" if ensemble else ""  # a line of its own: panels are narrow
     panels = [
         ("data", pictures.data, DATA_COLOR, "data in data space x", "x"),
         ("latent", pictures.latent, LATENT_COLOR, f"data mapped to latent z{whose}", "z"),
@@ -180,12 +180,16 @@ def draw_pairs(figure: Figure, cell: SubplotSpec, data: np.ndarray, samples: np.
                columns: Sequence[int], names: Sequence[str] | None = None) -> None:
     """Pairwise marginals: below the diagonal the data, above it the model's samples (axes
     labelled `pair_i_j`: column `columns[j]` across, `columns[i]` up), on the diagonal both
-    histograms of column `columns[i]` (`pair_i_i`)."""
+    histograms of column `columns[i]` (`pair_i_i`).
+
+    The grid and its caption live in a subfigure of `cell`: the caption spans the whole
+    grid, so the layout engine never widens one grid column to fit it."""
     k = len(columns)
-    grid = cell.subgridspec(k, k, wspace=0.05, hspace=0.05)
+    part = figure.add_subfigure(cell)
+    grid = part.add_gridspec(k, k, wspace=0.05, hspace=0.05)
     for i, row in enumerate(columns):
         for j, col in enumerate(columns):
-            axis = figure.add_subplot(grid[i, j])
+            axis = part.add_subplot(grid[i, j])
             axis.set_label(f"pair_{i}_{j}")
             if i == j:
                 bins = np.linspace(*_limits(data, col), 40)
@@ -207,11 +211,9 @@ def draw_pairs(figure: Figure, cell: SubplotSpec, data: np.ndarray, samples: np.
                 axis.set_ylabel(column_label(row, names))
             elif i != j:
                 axis.set_yticklabels([])
-            if i == j == 0:
-                first = axis
-    first.set_title(
+    part.suptitle(
         "pairwise marginals: data (blue, below the diagonal) against model samples (orange, "
-        "above; histograms of both on the diagonal)", loc="left", fontsize=9)
+        "above; histograms of both on the diagonal)", fontsize=9, wrap=True)
 
 
 def draw_history(axis: Axes, metrics: dict[str, Any]) -> None:
