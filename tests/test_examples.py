@@ -39,6 +39,25 @@ def test_every_example_is_tested_and_listed_in_the_readme():
         assert f"examples/{script.name}" in readme, script.name
 
 
+TENSORFLOW_START_UP = ("oneDNN", "cudart", "cuInit", "E0000", "I0000",
+                       "WARNING: All log messages before absl", "cpu_feature_guard")
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))
+def test_examples_print_no_tensorflow_start_up_lines(script):
+    """`--help` in a fresh process (TensorFlow imported first thing, as every run does),
+    with no TF_CPP_MIN_LOG_LEVEL from the caller: the usage text and nothing else."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, str(EXAMPLES / script), "--help"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage:") or f"Run: python examples/{script}" in done.stdout
+    for noise in TENSORFLOW_START_UP:
+        assert noise not in done.stdout + done.stderr, (script, done.stderr)
+    assert done.stderr == ""
+
+
 @pytest.fixture(scope="module")
 def moons_example(tmp_path_factory) -> tuple[dict, str]:
     """examples/two_moons.py's quick run: its figures and what it printed."""
