@@ -288,3 +288,12 @@ def test_the_layout_check_sees_a_cut_title_and_an_empty_column(flow_2d):
     faults = layout_faults(figure)
     assert any("title of data is cut off" in f for f in faults), faults
     assert "nothing is empty" in faults and any("titles of data and" in f for f in faults)
+
+
+def test_a_one_epoch_history_gets_whole_epoch_ticks(flow_2d):
+    flow, data = flow_2d
+    one = {**HISTORY, "history": HISTORY["history"][:1], "best_epoch": 1}
+    axis = axes_of(plot_model(flow, data, one, num_samples=50, grid_size=10))["history"]
+    figure_pixels(axis.figure)
+    ticks = [t for t in axis.get_xticks() if axis.get_xlim()[0] <= t <= axis.get_xlim()[1]]
+    assert 1 in ticks and all(float(t).is_integer() for t in ticks)

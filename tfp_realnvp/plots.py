@@ -241,6 +241,8 @@ def draw_history(axis: Axes, metrics: dict[str, Any]) -> None:
         axis.set_ylim(bottom - 0.05 * (top - bottom + 1e-3),
                       top + 0.25 * (top - bottom + 1e-3))
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(set(epochs)) == 1:  # one epoch: a window around it, so the ticks are integers
+        axis.set_xlim(epochs[0] - 1, epochs[0] + 1)
     axis.set_xlabel("epoch")
     axis.set_ylabel("NLL (nats per row)")
     axis.set_title("training", fontsize=10)
