@@ -14,6 +14,8 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfp_realnvp import FlowConfig, bijector_kwargs, build_flow, context_kwargs  # noqa: E402
+from tfp_realnvp import base as base_lib  # noqa: E402
+from tfp_realnvp.base_fit import Mixture  # noqa: E402
 from tfp_realnvp.bijectors.ensemble import FoldAffine, stacked_flow  # noqa: E402
 
 # Must happen before TensorFlow initialises its devices: the MirroredStrategy tests need
@@ -33,11 +35,12 @@ FLOW_SUITE = {
                                  num_hidden_layers=1, log_scale_bound=0.5, context_dim=2),
     "lu-5d": FlowConfig(event_dim=5, num_couplings=3, hidden_units=8, mixing="lu"),
     "spline-2d": FlowConfig(event_dim=2, num_couplings=3, hidden_units=8, coupling="spline",
-                            spline_bins=5, spline_bound=3.0),
+                            spline_bins=5, spline_bound=3.0, base_components=4),
     "spline-lu-conditional-4d": FlowConfig(event_dim=4, num_couplings=2, hidden_units=8,
                                            coupling="spline", mixing="lu", context_dim=2),
     "ensemble-spline-lu-3d": FlowConfig(event_dim=3, num_couplings=2, hidden_units=8,
-                                        coupling="spline", mixing="lu", ensemble_size=3),
+                                        coupling="spline", mixing="lu", ensemble_size=3,
+                                        base_components=2),
     "ensemble-conditional-2d": FlowConfig(event_dim=2, num_couplings=2, hidden_units=8,
                                           ensemble_size=2, context_dim=2),
 }
@@ -73,7 +76,20 @@ def suite_flow(name: str, seed: int = 0):
                 mixing = rng.normal(size=(config.event_dim, config.event_dim))
                 rows = rng.normal(size=(50, config.event_dim)) @ mixing + 0.3 * member
                 step.set_from_rows(member, rows)
+    base = stacked_flow(flow).distribution
+    if base_lib.is_mixture(base):  # each member its own mixture: not N(0, I)
+        for member in range(config.ensemble_size):
+            base_lib.set_member_mixture(base, member, config.ensemble_size,
+                                        random_mixture(rng, config))
     return config, flow
+
+
+def random_mixture(rng, config: FlowConfig) -> Mixture:
+    """A mixture of `config.base_components` well-separated Gaussians in latent units."""
+    k, dim = config.base_components, config.event_dim
+    factors = rng.normal(size=(k, dim, dim)) * 0.3 + np.eye(dim)
+    return Mixture(rng.dirichlet(np.ones(k) * 3), rng.normal(size=(k, dim)) * 1.5,
+                   factors @ np.swapaxes(factors, 1, 2))
 
 
 def suite_context(config: FlowConfig, batch_shape, seed: int = 7):

@@ -134,7 +134,8 @@ class FlowConfig(_Config):
     columns went is no flow fact: see `tfp_realnvp.tables.TableLayout`.
     """
 
-    LEGACY_VALUES: ClassVar[dict[str, Any]] = {"spline_direction": "sampling"}
+    LEGACY_VALUES: ClassVar[dict[str, Any]] = {"spline_direction": "sampling",
+                                               "base_components": 1}
     # Keys of configs written before the table layout left FlowConfig; `from_dict` skips
     # them (`tables.split_legacy_flow` reads them into a TableLayout).
     LEGACY_IGNORED: ClassVar[tuple[str, ...]] = ("event_columns", "context_columns",
@@ -168,6 +169,11 @@ class FlowConfig(_Config):
         "early-stopped on its held-out fold (1: a single flow).", low=1)
     whiten: bool = setting(True, "Fit the training data's full covariance (not only "
                            "per-column scales) in the flow's affine data map.")
+    base_components: int = setting(
+        1, "Components of the Gaussian-mixture base, fitted on the training rows so that "
+        "the fresh flow is that mixture (1: a standard Normal base, the fresh flow the "
+        "training rows' Gaussian; 0: chosen on held-out rows by fit). Unconditional flows "
+        "only.", low=0)
     context_dim: int = setting(0, "Width of the conditioning context (0: none).", low=0,
                                cli=False)
     data_shift: tuple[float, ...] | None = setting(
@@ -200,6 +206,11 @@ class FlowConfig(_Config):
         if self.data_tril is not None:
             _check_tril(self.data_tril)
         self._check_context_fields()
+        if self.context_dim and self.base_components > 1:
+            raise ConfigError(
+                f"'base_components' must be 1 (or 0) for a conditional flow (context_dim="
+                f"{self.context_dim}): a mixture base does not depend on the context; got "
+                f"{self.base_components}.")
 
     def _check_context_fields(self) -> None:
         for name in ("context_shift", "context_scale"):

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_realnvp.base import make_base
 from tfp_realnvp.bijectors.coupling import AffineCoupling, Coupling
 from tfp_realnvp.bijectors.ensemble import FlowEnsemble, FoldAffine, stacked_flow
 from tfp_realnvp.bijectors.mixing import LUMixing, permutation_indices
@@ -77,7 +78,8 @@ def make_mixing(config: FlowConfig, layer: int) -> tfb.Bijector:
 
 
 def build_flow(config: FlowConfig, validate_args: bool = False) -> tfd.Distribution:
-    """Returns the flow: standard Normal over D dims pushed through the coupling stack.
+    """Returns the flow: its base (a standard Normal over D dims, or the Gaussian mixture
+    `fit` sets: `base.py`) pushed through the coupling stack.
 
     ```none
     x = data_map( coupling_{K-1}( mix_{K-2}( ... mix_0( coupling_0(z) ) ... ) ) )
@@ -115,8 +117,7 @@ def build_stacked(config: FlowConfig,
     # tfb.Chain applies its list right to left: coupling_0 acts first on the latent z.
     bijector = tfb.Chain([data_bijector(config), *reversed(steps)],
                          validate_args=validate_args, name="realnvp")
-    loc = tf.zeros([config.event_dim] if members == 1 else [members, config.event_dim])
-    base = tfd.MultivariateNormalDiag(loc=loc, name="base")
+    base = make_base(config.event_dim, members, config.base_components)
     return tfd.TransformedDistribution(base, bijector, validate_args=validate_args, name="flow")
 
 

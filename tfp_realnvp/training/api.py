@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfp_realnvp import auto, tables
+from tfp_realnvp import auto, base_fit, tables
 from tfp_realnvp import prepare as prepare_lib
 from tfp_realnvp.config import FlowConfig, TrainConfig, settings
 from tfp_realnvp.errors import ConfigError, DataError
@@ -146,7 +146,12 @@ def _fit_arrays(
                                                  train_config or chosen.train, settings)
     context_dim = _context_dim(flow_config, context)
     prepared = prepare_lib.prepare(data, context, flow_config, train_config)
+    base = base_fit.choose_base(prepared, flow_config.base_components, train_config.seed,
+                                prepared.dequantize_steps)
+    if flow_config.base_components == 0:
+        auto_record["reasons"]["base_components"] = base.reason()
     flow_config = flow_config.replace(event_dim=data.shape[1], context_dim=context_dim,
+                                      base_components=base.components,
                                       **prepared.data_map, **prepared.context_map)
     train_config = train_config.replace(dequantize_steps=prepared.dequantize_steps)
     strategy = strategy or make_strategy()
@@ -161,6 +166,7 @@ def _fit_arrays(
             on_create(own_dir)
         trainer = Trainer(flow_config, train_config, prepared, strategy)
         trainer.set_fold_maps()
+        trainer.set_base_mixtures(base.mixtures)
         result = train(trainer, run, on_epoch, history=[], tensorboard=tensorboard)
     return dataclasses.replace(result, run_dir=Path(run_dir), chief=is_chief(strategy))
 

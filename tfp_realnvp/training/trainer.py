@@ -7,7 +7,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
+from tfp_realnvp import base as base_lib
 from tfp_realnvp import schedule as schedule_lib
+from tfp_realnvp.base_fit import Mixture
 from tfp_realnvp.bijectors.ensemble import FoldAffine, stacked_flow
 from tfp_realnvp.config import FlowConfig, TrainConfig
 from tfp_realnvp.flow import build_flow, context_kwargs
@@ -109,6 +111,18 @@ class Trainer:
         shared = self.stacked.bijector.bijectors[0]  # the data map, outermost in the chain
         for index, member in enumerate(self.prepared.members):
             fold_maps[0].set_from_rows(index, shared.inverse(member.train_events).numpy())
+
+    def set_base_mixtures(self, mixtures: tuple[Mixture, ...] | None) -> None:
+        """Sets each member's mixture base (fitted in data units on its own training rows)
+        to its image in that member's latent space, so epoch 0 is the mixture itself. Call
+        after `set_fold_maps`: the image is taken through the whole fresh flow."""
+        if mixtures is None:
+            return
+        base = self.stacked.distribution
+        for index, mixture in enumerate(mixtures):
+            latent = base_lib.latent_mixture(self.stacked.bijector, mixture, index,
+                                             self.num_members)
+            base_lib.set_member_mixture(base, index, self.num_members, latent)
 
     def start_epoch_schedule(self, epochs_remaining: float) -> None:
         """Moves the cosine schedule on by one epoch's segment, spreading what is left of
