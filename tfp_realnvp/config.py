@@ -24,7 +24,12 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 TOY_DATASET_NAMES = ("moons", "circles", "blobs", "swissroll")
 QUALITY_TABLES = ("moons", "circles", "swissroll", "iris", "wine", "diabetes", "breast_cancer",
                   "digits")
-QUALITY_METHODS = ("gaussian", "gmm", "kde", "maf", "flow")
+# Every method of `bench quality`, in the order of its table's columns; the peers need the
+# optional `bench` extra (JAX), so the default run leaves them out.
+QUALITY_METHOD_CHOICES = ("gaussian", "gmm", "kde", "maf", "flowjax_maf", "flowjax_coupling",
+                          "flow")
+QUALITY_PEERS = ("flowjax_maf", "flowjax_coupling")
+QUALITY_METHODS = tuple(m for m in QUALITY_METHOD_CHOICES if m not in QUALITY_PEERS)
 SPEED_MODELS = ("flow", "flow_xla", "tfp_realnvp", "tfp_realnvp_xla", "keras_notebook",
                 "default", "affine_default", "affine_default_xla")
 

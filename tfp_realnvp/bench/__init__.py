@@ -1,7 +1,8 @@
 """Benchmarks anyone can rerun: `quality` (held-out NLL against the baselines a data
 scientist reaches for first) and `speed` (training and serving throughput; its parts in
 `subjects`, `timing`, `throughput`, `profile`, `time_to_quality`, `scaling`, `report`,
-`options`), `bigtable` (a million rows end to end).
+`options`), `bigtable` (a million rows end to end), `peers` (FlowJAX's flows for `quality`:
+optional, JAX only inside its fit).
 
 The submodules are imported on first use, like the package's own names.
 """
@@ -11,8 +12,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-_SUBMODULES = ("bigtable", "maf", "notebook", "options", "profile", "quality", "report", "scaling",
-               "speed", "subjects", "throughput", "time_to_quality", "timing")
+_SUBMODULES = ("bigtable", "maf", "notebook", "options", "peers", "profile", "quality", "report",
+               "scaling", "speed", "subjects", "throughput", "time_to_quality", "timing")
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -11,7 +11,7 @@ import click
 import tfp_realnvp
 from tfp_realnvp.cli.options import int_list, name_list
 from tfp_realnvp.cli.runtime import reported_errors, start_tensorflow
-from tfp_realnvp.config import QUALITY_METHODS, QUALITY_TABLES, SPEED_MODELS
+from tfp_realnvp.config import QUALITY_METHOD_CHOICES, QUALITY_METHODS, QUALITY_TABLES, SPEED_MODELS
 
 # the tables of tfp_realnvp.bench.mixed_tables (named here: --help must not import sklearn)
 MIXED_TABLES = ("iris", "wine", "breast_cancer", "diabetes", "synthetic")
@@ -26,11 +26,13 @@ def bench() -> None:
 @click.option("--tables", default=",".join(QUALITY_TABLES), show_default=True,
               callback=name_list(QUALITY_TABLES), help="Comma-separated tables.")
 @click.option("--methods", default=",".join(QUALITY_METHODS), show_default=True,
-              callback=name_list(QUALITY_METHODS), help="Comma-separated methods.")
+              callback=name_list(QUALITY_METHOD_CHOICES),
+              help="Comma-separated methods; flowjax_maf and flowjax_coupling (FlowJAX's "
+                   "spline flows) need the bench extra: pip install -e \".[bench]\".")
 @click.option("--seeds", default="0", show_default=True, callback=int_list,
               help="Comma-separated seeds (each: its own split and training seed).")
 @click.option("--max-epochs", type=click.IntRange(min=1),
-              help="Cap the epochs of the flow and the MAF (a quick run).")
+              help="Cap the epochs of the flow, the MAF and the FlowJAX flows (a quick run).")
 @click.option("--mixed", is_flag=True,
               help="Score mixed tables instead (categorical + numeric columns): the default "
                    "fit of each training DataFrame against the independent and general "
@@ -43,8 +45,9 @@ def bench() -> None:
 def bench_quality(tables: tuple[str, ...], methods: tuple[str, ...], seeds: tuple[int, ...],
                   max_epochs: int | None, mixed: bool, mixed_tables: tuple[str, ...],
                   time_budget: float | None, as_json: bool) -> None:
-    """Held-out NLL of the default fit against Gaussian, GMM, KDE and TFP's MAF (with
-    --mixed: of mixed tables against the independent and location models)."""
+    """Held-out NLL of the default fit against Gaussian, GMM, KDE, TFP's MAF and, if asked,
+    FlowJAX's MAF and coupling flows (with --mixed: of mixed tables against the
+    independent and location models)."""
     if mixed:
         _bench_mixed(mixed_tables, seeds, time_budget, as_json)
         return
