@@ -81,14 +81,15 @@ def test_fit_starts_at_the_mixture_records_it_and_loads_it(tmp_path):
     rows = make_toy("circles", 1000, 0.05, 1)
     result = tfp_realnvp.fit(rows, tmp_path / "run", settings={
         "epochs": 2, "num_couplings": 2, "hidden_units": 8, "time_budget": 600,
-        "jit_compile": False})
+        "jit_compile": False, "base_components": 0})
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())
     components = recorded["flow"]["base_components"]
     assert components > 1
     assert "held-out NLL" in recorded["auto"]["reasons"]["base_components"]
+    assert recorded["auto"]["given"] == sorted([
+        "epochs", "num_couplings", "hidden_units", "time_budget", "jit_compile",
+        "base_components"])
     # Epoch 0 is the mixture fitted on the training split: far below the Gaussian start.
-    gaussian = base_fit.BaseChoice(1, None, {})  # what the Normal base would start from
-    assert gaussian.components == 1
     start = result.metrics["initial_validation_nll"]
     assert start < 1.2  # two rings' Gaussian: about 1.65 nats; the mixture about 0.8
     loaded = tfp_realnvp.load(tmp_path / "run")

@@ -26,8 +26,6 @@ RULES: dict[str, str] = {
     "num_couplings": "4",
     "hidden_units": "64 for 2 columns; else 32 below 5,000 rows, 64 below 50,000, else 128",
     "num_hidden_layers": "2",
-    "base_components": "Gaussian-mixture base, components (1 = Normal) chosen on held-out "
-                       "rows; unconditional flows",
     "activation": "tanh",
     "mixing": "reverse for 2 columns; else lu up to 32 columns, reverse above",
     "ensemble_size": "1 for 2 columns; else 20 up to 5,000 rows, then 10, 5, 3, and 1 "
@@ -68,8 +66,7 @@ def choose(num_rows: int, dim: int, time_budget: float | None = None) -> Choice:
     reasons = {"time_budget": f"{budget:g} s of training for the whole fit"}
     if dim == 2:
         flow = FlowConfig(coupling="spline", num_couplings=4, hidden_units=64,
-                          num_hidden_layers=2, activation="tanh", mixing="reverse",
-                          base_components=0)
+                          num_hidden_layers=2, activation="tanh", mixing="reverse")
         reasons["coupling"] = ("2 columns: 4 spline couplings (2x64 tanh), one flow run "
                                "through its whole schedule: on the swiss roll -0.13 nats "
                                "against 0.10 for 3 K-fold members that the budget stopped "
@@ -94,7 +91,7 @@ def choose(num_rows: int, dim: int, time_budget: float | None = None) -> Choice:
                          "reversals above (LU solves cost 5x the step on 64 columns)")
     flow = FlowConfig(coupling="affine", num_couplings=4, hidden_units=hidden,
                       num_hidden_layers=2, activation="tanh", mixing=mixing,
-                      ensemble_size=members, base_components=0)
+                      ensemble_size=members)
     reasons["coupling"] = ("affine couplings with tanh conditioners (bounded outputs far "
                            "from the data); splines were no better on tables")
     weight_decay = 1e-4 if num_rows < 50000 else 0.0
