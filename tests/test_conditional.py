@@ -26,14 +26,15 @@ from tfp_realnvp.tables import TableLayout
 
 REPO = Path(__file__).resolve().parents[1]
 # The moons fixture's flow: small, single, affine; 12 epochs put >97% of samples on the
-# right arc (measured: 99% after 20 epochs, 97.6% after 8).
+# right arc (measured: 99% after 20 epochs, 97.6% after 8). Both flows: the epochs bound
+# the fit, never the clock (a loaded machine must not end a fit early).
 MOONS_FLOW = ["--num-couplings", "4", "--hidden-units", "32", "--num-hidden-layers", "2",
               "--activation", "tanh", "--coupling", "affine", "--ensemble-size", "1",
               "--epochs", "12", "--batch-size", "100", "--learning-rate", "0.01",
-              "--no-jit-compile", "--quiet"]
+              "--no-jit-compile", "--time-budget", "600", "--quiet"]
 TINY_FLOW = ["--num-couplings", "2", "--hidden-units", "8", "--num-hidden-layers", "1",
              "--coupling", "affine", "--ensemble-size", "1", "--epochs", "2",
-             "--batch-size", "64", "--no-jit-compile", "--quiet"]
+             "--batch-size", "64", "--no-jit-compile", "--time-budget", "600", "--quiet"]
 
 
 def invoke(*args):
@@ -391,7 +392,7 @@ def test_auto_chosen_ensembles_train_conditionally(tmp_path, dim, coupling):
         x = np.c_[x, np.random.default_rng(0).normal(size=(400, 1))].astype(np.float32)
     result = tfp_realnvp.fit(x, tmp_path / "run", context=label, settings=dict(
         ensemble_size=3, epochs=5 if dim == 2 else 8, num_couplings=2, hidden_units=16,
-        jit_compile=False, batch_size=128, learning_rate=1e-2))
+        jit_compile=False, batch_size=128, learning_rate=1e-2, time_budget=600))
     config = json.loads((tmp_path / "run" / "config.json").read_text())["flow"]
     assert (config["coupling"], config["ensemble_size"], config["context_dim"]) == (
         coupling, 3, 1)
