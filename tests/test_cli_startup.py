@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-import tfp_realnvp
-from tfp_realnvp.config import FlowConfig, TrainConfig
 from tfp_realnvp.info import (
     SIGNATURES_FILE,
     describe,
@@ -19,7 +17,6 @@ from tfp_realnvp.info import (
     signatures,
 )
 from tfp_realnvp.rundir import ASSETS_EXTRA
-from tfp_realnvp.tables import make_toy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,15 +45,11 @@ print(json.dumps(results))
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module")
-def run_and_export(tmp_path_factory):
-    root = tmp_path_factory.mktemp("startup")
-    tfp_realnvp.fit(make_toy("moons", 300, seed=1), root / "run",
-                    FlowConfig(num_couplings=2, hidden_units=8, coupling="affine"),
-                    TrainConfig(epochs=2, batch_size=64, jit_compile=False),
-                    data_info={"source": "moons", "num_points": 300, "noise": 0.05, "seed": 1})
-    version_dir = tfp_realnvp.export(root / "run", root / "exports")
-    return root / "run", version_dir
+@pytest.fixture
+def run_and_export(tiny_run, tiny_export):
+    """conftest's session run (`fit` + TINY_FIT: moons, 300 points, 3 epochs, 2 affine
+    couplings of 8 units) and its export; read-only (a test that changes one copies it)."""
+    return tiny_run, tiny_export[1]
 
 
 def test_help_and_version_do_not_import_tensorflow():
@@ -104,7 +97,7 @@ def test_info_on_a_run_and_an_export_does_not_import_tensorflow(run_and_export):
     assert got["code"] == 0 and not got["tensorflow"], got
     summary = json.loads(got["output"])
     assert summary["kind"] == "run" and summary["flow"]["hidden_units"] == 8
-    assert summary["train"]["epochs"] == 2 and summary["data"]["num_points"] == 300
+    assert summary["train"]["epochs"] == 3 and summary["data"]["num_points"] == 300
     got = export
     assert got["code"] == 0 and not got["tensorflow"], got
     summary = json.loads(got["output"])
