@@ -106,9 +106,10 @@ def suite_kwargs(config: FlowConfig, flow, batch_shape) -> tuple[dict, dict]:
 
 
 # The smallest honest `fit` through the CLI: 300 moons points, 3 epochs, 2 affine couplings.
+# The epochs bound it, never the clock: a loaded machine must not end a fit early.
 TINY_FIT = ["--num-points", "300", "--epochs", "3", "--num-couplings", "2", "--hidden-units",
             "8", "--batch-size", "64", "--coupling", "affine", "--ensemble-size", "1",
-            "--no-jit-compile", "--quiet"]
+            "--no-jit-compile", "--time-budget", "600", "--quiet"]
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """What the export tests share: inputs and expected outputs per signature, and running a
 script in a fresh Python process (a TensorFlow-only client, like a model server)."""
 
+import copy
 import json
 import os
 import subprocess
@@ -69,6 +70,39 @@ def run_fresh_python(script: str, payload: dict) -> dict:
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# Runs several scripts in one interpreter, each with its own stdin payload and globals; a
+# script's failure is its own result ({"__failed__": traceback}), not the others'.
+SCRIPTS_DRIVER = """
+    import contextlib, io, json, sys, traceback
+    results = {}
+    for key, (script, payload) in json.load(sys.stdin).items():
+        sys.stdin, printed = io.StringIO(json.dumps(payload)), io.StringIO()
+        try:
+            with contextlib.redirect_stdout(printed):
+                exec(compile(script, key, "exec"), {"__name__": "__main__"})
+            results[key] = json.loads(printed.getvalue().strip().splitlines()[-1])
+        except BaseException:
+            results[key] = {"__failed__": traceback.format_exc()[-3000:]}
+    print(json.dumps(results))
+"""
+
+
+def run_fresh_scripts(scripts: dict[str, tuple[str, dict]]) -> dict[str, dict]:
+    """Like `run_fresh_python` for each `{key: (script, payload)}`, all in ONE new
+    interpreter (one TensorFlow start-up, not one per script): {key: what it printed, or
+    {"__failed__": its traceback}}. The scripts must not import more than the TensorFlow-only
+    checks need: a check of the modules loaded sees what the earlier scripts imported."""
+    return run_fresh_python(SCRIPTS_DRIVER, {
+        key: (textwrap.dedent(script), payload) for key, (script, payload) in scripts.items()})
+
+
+def fresh_result(results: dict[str, dict], key: str) -> dict:
+    """One script's result from `run_fresh_scripts`, failing the test with its traceback."""
+    got = results[key]
+    assert "__failed__" not in got, got["__failed__"]
+    return copy.deepcopy(got)
 
 
 def to_json(inputs):

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-import tfp_realnvp
-from tfp_realnvp.config import FlowConfig, TrainConfig
 from tfp_realnvp.info import (
     SIGNATURES_FILE,
     describe,
@@ -19,22 +17,26 @@ from tfp_realnvp.info import (
     signatures,
 )
 from tfp_realnvp.rundir import ASSETS_EXTRA
-from tfp_realnvp.tables import make_toy
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fresh_cli(*args) -> dict:
-    """Runs the CLI in a new Python process; its exit code, output and whether TensorFlow
-    got imported there."""
+def fresh_cli(*commands: list) -> list[dict]:
+    """Runs the CLI commands in turn in ONE new Python process (one start-up, not one per
+    command); per command its exit code, output and whether TensorFlow (scikit-learn) had
+    been imported once it was done: a command that imports it shows it (and so does every
+    command after it)."""
     code = f"""
 import json, sys
 from click.testing import CliRunner
 from tfp_realnvp.cli import cli
-result = CliRunner().invoke(cli, {[str(a) for a in args]!r})
-print(json.dumps({{"code": result.exit_code, "output": result.output,
-                  "tensorflow": "tensorflow" in sys.modules,
-                  "sklearn": "sklearn" in sys.modules}}))
+results = []
+for args in {[[str(a) for a in args] for args in commands]!r}:
+    result = CliRunner().invoke(cli, args)
+    results.append({{"code": result.exit_code, "output": result.output,
+                    "tensorflow": "tensorflow" in sys.modules,
+                    "sklearn": "sklearn" in sys.modules}})
+print(json.dumps(results))
 """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT),
                                                         os.environ.get("PYTHONPATH", "")])}
@@ -43,39 +45,36 @@ print(json.dumps({{"code": result.exit_code, "output": result.output,
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module")
-def run_and_export(tmp_path_factory):
-    root = tmp_path_factory.mktemp("startup")
-    tfp_realnvp.fit(make_toy("moons", 300, seed=1), root / "run",
-                    FlowConfig(num_couplings=2, hidden_units=8, coupling="affine"),
-                    TrainConfig(epochs=2, batch_size=64, jit_compile=False),
-                    data_info={"source": "moons", "num_points": 300, "noise": 0.05, "seed": 1})
-    version_dir = tfp_realnvp.export(root / "run", root / "exports")
-    return root / "run", version_dir
+@pytest.fixture
+def run_and_export(tiny_run, tiny_export):
+    """conftest's session run (`fit` + TINY_FIT: moons, 300 points, 3 epochs, 2 affine
+    couplings of 8 units) and its export; read-only (a test that changes one copies it)."""
+    return tiny_run, tiny_export[1]
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["fit", "--help"],
-                                  ["bench", "speed", "--help"]])
-def test_help_and_version_do_not_import_tensorflow(args):
-    got = fresh_cli(*args)
-    assert got["code"] == 0 and not got["tensorflow"], got
-    assert not got["sklearn"], got  # scikit-learn costs seconds: toy sets import it on use
-    assert ("tfp-realnvp" if args == ["--version"] else "Usage:") in got["output"]
+def test_help_and_version_do_not_import_tensorflow():
+    commands = [["--help"], ["--version"], ["fit", "--help"], ["bench", "speed", "--help"]]
+    for args, got in zip(commands, fresh_cli(*commands), strict=True):
+        assert got["code"] == 0 and not got["tensorflow"], (args, got)
+        # scikit-learn costs seconds: toy sets import it on use
+        assert not got["sklearn"], (args, got)
+        assert ("tfp-realnvp" if args == ["--version"] else "Usage:") in got["output"], args
 
 
 def test_fit_explain_does_not_import_tensorflow(tmp_path):
-    got = fresh_cli("fit", "--explain")
+    [got] = fresh_cli(["fit", "--explain"])
     assert got["code"] == 0 and not got["tensorflow"], got
     assert "--coupling: spline (auto: " in got["output"]
 
 
 def test_a_missing_data_file_is_refused_before_tensorflow_loads(tmp_path):
     missing = tmp_path / "missing.csv"
-    got = fresh_cli("fit", "--data", missing, "--out", tmp_path / "run", "--quiet")
+    got, directory = fresh_cli(["fit", "--data", missing, "--out", tmp_path / "run", "--quiet"],
+                               ["fit", "--data", tmp_path, "--out", tmp_path / "run", "--quiet"])
     assert got["code"] == 1 and not got["tensorflow"], got
     assert f"{missing}: no such file" in got["output"] and got["output"].count("Error:") == 1
     assert not (tmp_path / "run").exists()
-    got = fresh_cli("fit", "--data", tmp_path, "--out", tmp_path / "run", "--quiet")
+    got = directory
     assert got["code"] == 1 and not got["tensorflow"]
     assert f"{tmp_path}: a directory, not a file" in got["output"]
 
@@ -83,22 +82,23 @@ def test_a_missing_data_file_is_refused_before_tensorflow_loads(tmp_path):
 def test_evaluate_refuses_a_missing_file_or_model_before_tensorflow_loads(run_and_export,
                                                                           tmp_path):
     run, _ = run_and_export
-    got = fresh_cli("evaluate", run, "--data", tmp_path / "nope.npy")
+    got, not_a_model = fresh_cli(["evaluate", run, "--data", tmp_path / "nope.npy"],
+                                 ["sample", tmp_path, "-n", 2])
     assert got["code"] == 1 and not got["tensorflow"], got
     assert f"{tmp_path / 'nope.npy'}: no such file" in got["output"]
-    got = fresh_cli("sample", tmp_path, "-n", 2)
+    got = not_a_model
     assert got["code"] == 1 and not got["tensorflow"], got
     assert "neither a run directory (config.json) nor an export" in got["output"]
 
 
 def test_info_on_a_run_and_an_export_does_not_import_tensorflow(run_and_export):
     run, version_dir = run_and_export
-    got = fresh_cli("info", run, "--json")
+    got, export = fresh_cli(["info", run, "--json"], ["info", version_dir.parent, "--json"])
     assert got["code"] == 0 and not got["tensorflow"], got
     summary = json.loads(got["output"])
     assert summary["kind"] == "run" and summary["flow"]["hidden_units"] == 8
-    assert summary["train"]["epochs"] == 2 and summary["data"]["num_points"] == 300
-    got = fresh_cli("info", version_dir.parent, "--json")
+    assert summary["train"]["epochs"] == 3 and summary["data"]["num_points"] == 300
+    got = export
     assert got["code"] == 0 and not got["tensorflow"], got
     summary = json.loads(got["output"])
     assert summary["kind"] == "export" and summary["path"] == str(version_dir)

@@ -4,7 +4,6 @@ import copy
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +12,12 @@ import tensorflow_probability as tfp
 from conftest import FLOW_SUITE, randomise_weights, suite_flow
 from serving_checks import (
     SEED,
+    TF1_SESSION_LOADER,
     TF2_LOADER,
     assert_outputs_match,
     expected_outputs,
-    run_fresh_python,
-    run_tf1_loader,
+    fresh_result,
+    run_fresh_scripts,
     signature_inputs,
     to_json,
 )
@@ -118,24 +118,29 @@ def test_layout_versions_and_assets(trained, tmp_path):
     assert sorted(p.name for p in (tmp_path / "exports" / "realnvp").iterdir()) == ["1", "2"]
 
 
-def test_tf_only_subprocess_matches_in_process(trained):
-    _, version_dir, flow = trained
-    x = make_toy("moons", 7, seed=9)
-    z = np.random.default_rng(0).standard_normal((4, 2)).astype(np.float32)
-    got = run_fresh_python(TF2_LOADER, {"path": str(version_dir),
-                                        "inputs": to_json(signature_inputs(x, z))})
+# What the TensorFlow-only checks send (all of them run in one fresh interpreter: `fresh`).
+TF2_X, TF2_Z = make_toy("moons", 7, seed=9), np.random.default_rng(0).standard_normal(
+    (4, 2)).astype(np.float32)
+TF1_X, TF1_Z = make_toy("moons", 6, seed=10), np.random.default_rng(1).standard_normal(
+    (3, 2)).astype(np.float32)
+BAD_X = make_toy("moons", 4, seed=14)
+BAD_X[2, 1] = np.nan
+
+
+def test_tf_only_subprocess_matches_in_process(trained, fresh):
+    _, _, flow = trained
+    got = fresh_result(fresh, "tf2")
     assert got.pop("modules") == []
     assert got["sample_again"] == got["sample"]["samples"]
     got.pop("sample_again")
-    assert_outputs_match(got, expected_outputs(flow, x, z))
+    assert_outputs_match(got, expected_outputs(flow, TF2_X, TF2_Z))
 
 
-def test_tf1_session_path_matches_and_signatures_are_predict(trained):
-    _, version_dir, flow = trained
-    x = make_toy("moons", 6, seed=10)
-    z = np.random.default_rng(1).standard_normal((3, 2)).astype(np.float32)
-    [got], modules = run_tf1_loader([{"path": str(version_dir),
-                                      "inputs": to_json(signature_inputs(x, z))}])
+def test_tf1_session_path_matches_and_signatures_are_predict(trained, fresh):
+    _, _, flow = trained
+    x, z = TF1_X, TF1_Z
+    tf1 = fresh_result(fresh, "tf1")
+    [got], modules = tf1["results"], tf1["modules"]
     assert modules == []
     methods = got.pop("methods")
     assert all(m[0] == "tensorflow/serving/predict" for m in methods.values())
@@ -156,10 +161,9 @@ def capi_job(version_dir, x, z, num_samples=5, context=None) -> dict:
 
 
 @pytest.fixture(scope="module")
-def capi_runs(trained, conditional, tmp_path_factory):
-    """Every export of this file through the C API loader (TF Serving's), in ONE fresh
-    TensorFlow-only process (one interpreter start-up, not one per export): {key: (what the
-    process returned, the flow, what to expect)}."""
+def capi_cases(trained, conditional, tmp_path_factory):
+    """Every export of this file for the C API loader (TF Serving's): ({key: job}, {key: what
+    to expect})."""
     jobs, expected = {}, {}
     _, version_dir, flow = trained
     x = make_toy("moons", 5, seed=11)
@@ -189,8 +193,33 @@ def capi_runs(trained, conditional, tmp_path_factory):
         jobs[name] = capi_job(version_dir, x, z, context=context)
         expected[name] = expected_outputs(
             flow, x, z, num_samples=5, context=None if context is None else tf.constant(context))
-    got = run_fresh_python(CAPI_LOADER, {"jobs": jobs})
-    return {key: (got[key], expected[key]) for key in jobs}
+    return jobs, expected
+
+
+@pytest.fixture(scope="module")
+def fresh(trained, capi_cases):
+    """Every TensorFlow-only check of this file in ONE fresh interpreter (one start-up, not
+    one per check), the way a model server or client loads an export: the TF2 and TF1
+    loaders, the C API loader (TF Serving's) on every export, bad requests, float64 and
+    saved_model_cli. {check: what it returned}."""
+    _, version_dir, _ = trained
+    path = str(version_dir)
+    return run_fresh_scripts({
+        "tf2": (TF2_LOADER, {"path": path, "inputs": to_json(signature_inputs(TF2_X, TF2_Z))}),
+        "tf1": (TF1_SESSION_LOADER, {"jobs": [
+            {"path": path, "inputs": to_json(signature_inputs(TF1_X, TF1_Z))}]}),
+        "capi": (CAPI_LOADER, {"jobs": capi_cases[0]}),
+        "requests": (REQUESTS_LOADER, {"path": path, "dim": 2, "x": BAD_X.tolist()}),
+        "float64": (FLOAT64_TF1, {"path": path, "x": BAD_X[[0, 1]].tolist()}),
+        "saved_model_cli": (SAVED_MODEL_CLI, {"path": path}),
+    })
+
+
+@pytest.fixture(scope="module")
+def capi_runs(fresh, capi_cases):
+    """{key: (what the C API loader returned for the export, what to expect)}."""
+    got = fresh_result(fresh, "capi")
+    return {key: (got[key], capi_cases[1][key]) for key in capi_cases[0]}
 
 
 def test_c_api_loader_runs_signatures_and_replays_warmup(capi_runs):
@@ -231,13 +260,24 @@ def test_c_api_loader_runs_spline_lu_and_ensemble_exports(name, capi_runs):
     assert_outputs_match(got, expected, atol=1e-4)
 
 
-def test_saved_model_cli_lists_the_signatures(trained):
-    _, version_dir, _ = trained
-    cli = Path(sys.executable).with_name("saved_model_cli")
-    command = [str(cli)] if cli.exists() else [
-        sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
-    shown = subprocess.run([*command, "show", "--dir", str(version_dir), "--all"],
-                           capture_output=True, text=True, timeout=120, check=True).stdout
+# `saved_model_cli show --all` as the console script runs it (its entry point is this
+# `main`), in the fresh interpreter of `fresh`.
+SAVED_MODEL_CLI = """
+    import contextlib, io, json, sys
+    from tensorflow.python.tools import saved_model_cli
+    path = json.load(sys.stdin)["path"]
+    sys.argv, shown = ["saved_model_cli", "show", "--dir", path, "--all"], io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        try:
+            saved_model_cli.main()
+        except SystemExit as done:
+            assert not done.code, done.code
+    print(json.dumps({"shown": shown.getvalue()}))
+"""
+
+
+def test_saved_model_cli_lists_the_signatures(fresh):
+    shown = fresh_result(fresh, "saved_model_cli")["shown"]
     for signature in ("serving_default", "log_prob", "sample", "sample_from_seeds", "encode",
                       "decode"):
         assert f"signature_def['{signature}']" in shown
@@ -375,13 +415,11 @@ REQUESTS_LOADER = """
 """
 
 
-def test_bad_requests_get_clear_errors_or_correct_answers(trained):
+def test_bad_requests_get_clear_errors_or_correct_answers(trained, fresh):
     """Through the C API loader (TF Serving's); float64 through the TF1 session loader."""
-    _, version_dir, flow = trained
-    x = make_toy("moons", 4, seed=14)
-    x[2, 1] = np.nan
-    got = run_fresh_python(REQUESTS_LOADER, {"path": str(version_dir), "dim": 2,
-                                             "x": x.tolist()})
+    _, _, flow = trained
+    x = BAD_X
+    got = fresh_result(fresh, "requests")
     log_prob = np.asarray(got["nan_row"]["log_prob"], dtype=float)
     expected = flow.log_prob(x).numpy()
     assert np.isnan(log_prob[2]) and np.all(np.isfinite(log_prob[[0, 1, 3]]))
@@ -391,7 +429,7 @@ def test_bad_requests_get_clear_errors_or_correct_answers(trained):
     assert "num_samples must be >= 0" in got["negative"]["error"]
     assert "num_samples must be <= 1000000 per request" in got["huge"]["error"]
     assert got["zero"] == {"samples": []}
-    double = run_fresh_python(FLOAT64_TF1, {"path": str(version_dir), "x": x[[0, 1]].tolist()})
+    double = fresh_result(fresh, "float64")
     if "error" in double:  # refusing is fine, if it says why
         assert "double" in double["error"] or "float64" in double["error"]
     else:  # converting is fine, if the answer is right

@@ -67,9 +67,11 @@ def outcome(run_dir, data):
 
 @pytest.fixture(scope="module")
 def uninterrupted(table, tmp_path_factory):
+    """The reference run, in this process (CliRunner): the same command and numbers as in a
+    process of its own (the default strategy: one replica), one interpreter start-up less."""
     run_dir = tmp_path_factory.mktemp("reference") / "run"
-    result = cli("fit", "--data", table, "--out", run_dir, *OPTIONS)
-    assert result.returncode == 0, result.stderr
+    result = in_process("fit", "--data", table, "--out", run_dir, *OPTIONS)
+    assert result.exit_code == 0, result.output
     return outcome(run_dir, np.load(table))
 
 

@@ -156,7 +156,8 @@ def test_sample_flow_in_batches_is_seeded_and_matches_one_call():
 def test_a_step_budget_holds_inside_an_epoch(tmp_path):
     rows = bigtable.make_table(4000, 3, seed=1)
     settings = {"max_steps_per_epoch": 3, "batch_size": 16, "epochs": 2, "hidden_units": 8,
-                "ensemble_size": 1, "num_couplings": 2, "patience": 50}
+                "ensemble_size": 1, "num_couplings": 2, "patience": 50,
+                "time_budget": 600}  # the epochs bind here, never the clock
     seen = []
     result = tfp_realnvp.fit(rows, tmp_path / "run", settings=settings,
                              on_epoch=lambda record: seen.append(record))
