@@ -29,11 +29,13 @@ MODES = ["eager", "function"]
 
 def export_features(config: FlowConfig) -> set[tuple[str, object]]:
     """What an export of `config` exercises: its coupling, mixing and activation kinds,
-    whether it is conditional, an ensemble, and both (each member given the context)."""
+    its base (Normal or mixture), whether it is conditional, an ensemble, and both (each
+    member given the context)."""
     conditional, ensemble = config.context_dim > 0, config.ensemble_size > 1
     return {("coupling", config.coupling), ("mixing", config.mixing),
             ("activation", config.activation), ("conditional", conditional),
-            ("ensemble", ensemble), ("conditional ensemble", conditional and ensemble)}
+            ("ensemble", ensemble), ("conditional ensemble", conditional and ensemble),
+            ("mixture base", config.base_components > 1)}
 
 
 def covering(names: list[str]) -> list[str]:
