@@ -67,7 +67,7 @@ def test_a_json_config_with_underscored_keys_reads_the_same(tmp_path):
 
 @pytest.mark.parametrize("name, content, message", [
     ("unknown.toml", 'epochs = 2\nhiden-units = 8\nbogus = "x"\n',
-     "unknown key(s) hiden-units, bogus; known: activation, batch-size,"),
+     "unknown key(s) hiden-units, bogus; known: activation, base-components, batch-size,"),
     ("range.toml", "epochs = 0\n", "epochs = 0: 0 is not in the range x>=1"),
     ("choice.json", '{"coupling": "cubic"}', "coupling = 'cubic': 'cubic' is not one of"),
     ("flag.toml", 'quiet = "yes"\n', "quiet = 'yes': expected true or false"),
