@@ -6,6 +6,7 @@ coordinate's transformer, and the masks make the parameters of coordinate i depe
 
 ```none
 degrees:  input i -> i (1..D); context columns -> 0; hidden units -> spread over 1..D-1
+          (0..D-1 with a context: units of degree 0 see the context alone)
 hidden mask:  in_degree <= out_degree      (a unit sees inputs up to its degree)
 output mask:  in_degree <  out_degree      (output i sees hidden units of degree < i)
 ```
@@ -28,13 +29,14 @@ from tfp_realnvp.config import ACTIVATIONS
 from tfp_realnvp.errors import ConfigError
 
 
-def hidden_degrees(event_dim: int, units: int) -> np.ndarray:
-    """Degrees of a hidden layer's units, spread evenly over `1 .. D - 1` (TFP's 'equal'
-    rule): `ceil(k (D - 1) / (units + 1))` for k = 1..units, at least 1. With fewer than
-    `D - 1` units some degrees get none (the network is then less expressive, still
+def hidden_degrees(event_dim: int, units: int, lowest: int = 1) -> np.ndarray:
+    """Degrees of a hidden layer's units, spread evenly over `lowest .. D - 1`:
+    `lowest + floor(k (D - lowest) / (units + 1))` for k = 1..units. `lowest = 0` (a
+    conditional MADE) gives units that see only the context, which output 1 reads. With
+    fewer units than degrees some degrees get none (less expressive, still
     autoregressive)."""
     k = np.arange(1, units + 1)
-    return np.maximum(1, np.ceil(k * (event_dim - 1) / (units + 1))).astype(np.int64)
+    return lowest + (k * (event_dim - lowest)) // (units + 1)
 
 
 def input_degrees(event_dim: int, context_dim: int = 0) -> np.ndarray:
@@ -119,7 +121,7 @@ def make_made(event_dim: int, params: int, hidden_units: int, num_hidden_layers:
     inputs = tf_keras.Input(shape=shape, name=f"{name}_input")
     hidden = inputs
     for i in range(num_hidden_layers):
-        out = hidden_degrees(event_dim, hidden_units)
+        out = hidden_degrees(event_dim, hidden_units, lowest=0 if context_dim else 1)
         hidden = MaskedDense(degrees, out, members=members, activation=activation,
                              name=f"{name}_hidden_{i}")(hidden)
         degrees = out
