@@ -1,5 +1,5 @@
 """The autoregressive kind: MADE masks, the identity at the start, both directions, XLA,
-the config's refusal of a context, and what `info` says about its speed."""
+a context, and what `info` says about its speed."""
 
 import numpy as np
 import pytest
@@ -11,7 +11,6 @@ from conftest import TINY_FIT, randomise_weights
 from tfp_realnvp import FlowConfig, build_flow
 from tfp_realnvp.bijectors.autoregressive import MaskedAutoregressiveSpline
 from tfp_realnvp.cli import cli
-from tfp_realnvp.errors import ConfigError
 from tfp_realnvp.made import make_made
 
 DIM, PARAMS = 5, 3
@@ -133,10 +132,21 @@ def test_log_prob_and_sample_compile_with_xla():
     assert np.all(np.isfinite(sample(tf.constant([1, 2]))))
 
 
-def test_a_conditional_autoregressive_flow_is_refused():
-    with pytest.raises(ConfigError, match="coupling='autoregressive' takes no context yet; "
-                                          "got context_dim=2. Use coupling='spline'"):
-        FlowConfig(event_dim=3, coupling="autoregressive", context_dim=2)
+def test_a_conditional_layer_reads_the_context_and_broadcasts_it():
+    net = make_made(DIM, 3 * 6 - 1, hidden_units=16, num_hidden_layers=1, context_dim=2)
+    bijector = MaskedAutoregressiveSpline(DIM, net, num_bins=6, bound=3.0, context_dim=2,
+                                          context_shift=[1.0, -1.0], context_scale=[2.0, 0.5])
+    randomise_weights(bijector, seed=5, scale=0.4)
+    x = tf.random.stateless_normal([DIM], seed=[3, 3])  # one event, three contexts
+    context = tf.random.stateless_normal([3, 2], seed=[4, 4])
+    y = bijector.forward(x, context=context)
+    assert y.shape == [3, DIM]
+    np.testing.assert_allclose(bijector.inverse(tf.identity(y), context=context),
+                               np.broadcast_to(x, [3, DIM]), atol=1e-4)
+    assert not np.allclose(y[0], y[1])  # the context changes every coordinate's spline
+    assert not np.allclose(y[0, 0], y[1, 0])
+    with pytest.raises(ValueError, match="is conditional: pass context= of shape"):
+        bijector.forward(x)
 
 
 def test_fit_and_info_say_sampling_is_sequential(tmp_path):

@@ -202,10 +202,6 @@ class FlowConfig(_Config):
         if self.data_tril is not None:
             _check_tril(self.data_tril)
         self._check_context_fields()
-        if self.coupling == "autoregressive" and self.context_dim:
-            raise ConfigError(
-                f"coupling='autoregressive' takes no context yet; got context_dim="
-                f"{self.context_dim}. Use coupling='spline' for a conditional flow.")
 
     def _check_context_fields(self) -> None:
         for name in ("context_shift", "context_scale"):

@@ -11,6 +11,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_realnvp.bijectors.autoregressive import MaskedAutoregressiveSpline
+from tfp_realnvp.bijectors.context import ContextInput
 from tfp_realnvp.bijectors.coupling import AffineCoupling, Coupling
 from tfp_realnvp.bijectors.ensemble import FlowEnsemble, FoldAffine, stacked_flow
 from tfp_realnvp.bijectors.mixing import LUMixing, permutation_indices
@@ -80,9 +81,12 @@ def make_autoregressive(config: FlowConfig, layer: int,
     made = make_made(config.event_dim, MaskedAutoregressiveSpline.params_per_dim_for(**settings),
                      hidden_units=config.hidden_units,
                      num_hidden_layers=config.num_hidden_layers, activation=config.activation,
-                     members=config.ensemble_size, name=f"{name}_made")
-    return MaskedAutoregressiveSpline(config.event_dim, made, num_members=config.ensemble_size,
-                                      validate_args=validate_args, name=name, **settings)
+                     context_dim=config.context_dim, members=config.ensemble_size,
+                     name=f"{name}_made")
+    return MaskedAutoregressiveSpline(
+        config.event_dim, made, num_members=config.ensemble_size,
+        context_dim=config.context_dim, context_shift=config.context_shift,
+        context_scale=config.context_scale, validate_args=validate_args, name=name, **settings)
 
 
 def make_mixing(config: FlowConfig, layer: int) -> tfb.Bijector:
@@ -221,15 +225,15 @@ def _event_values(name: str, value: Any, dim: int) -> np.ndarray:
     return array
 
 
-def couplings(flow: tfd.Distribution) -> Sequence[Coupling]:
-    """The flow's coupling bijectors, in the order the list of its chain holds them (none
-    for a distribution not built by this package).
+def couplings(flow: tfd.Distribution) -> Sequence[ContextInput]:
+    """The flow's coupling (and autoregressive) bijectors, in the order the list of its
+    chain holds them (none for a distribution not built by this package).
 
     These are the bijectors a context goes to: `bijector_kwargs` routes it to them by
     name, and `flow_context_dim` reads its width from them.
     """
     steps = getattr(getattr(stacked_flow(flow), "bijector", None), "bijectors", ())
-    return [b for b in steps if isinstance(b, Coupling)]
+    return [b for b in steps if isinstance(b, ContextInput)]
 
 
 def encode(flow: tfd.Distribution, x: tf.Tensor, context: tf.Tensor | None = None,

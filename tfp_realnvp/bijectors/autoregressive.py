@@ -3,12 +3,14 @@ splines (MAF with spline transformers; with `direction="sampling"`, an IAF)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import cache_util
 
+from tfp_realnvp.bijectors.context import ContextInput
 from tfp_realnvp.bijectors.coupling import Conditioner
 from tfp_realnvp.bijectors.spline import SplineCoupling, SplineParams
 from tfp_realnvp.errors import ConfigError
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 tfb = tfp.bijectors
 
 
-class MaskedAutoregressiveSpline(tfb.Bijector):
+class MaskedAutoregressiveSpline(ContextInput, tfb.Bijector):
     """Every coordinate through a rational-quadratic spline whose bins, heights and slopes
     for coordinate i come from a MADE network of the coordinates before i.
 
@@ -44,7 +46,9 @@ class MaskedAutoregressiveSpline(tfb.Bijector):
     ensemble of `num_members = M`: `[N, M, D]` to `[N, M, ...]`, one masked network per
     member, events `[..., M, D]`); its last layer starts at zero, so a fresh layer is the
     identity. The order is the coordinates' own (1..D): a permutation between layers
-    changes it. No context: a conditional autoregressive flow is refused by `FlowConfig`.
+    changes it. With `context_dim > 0` the MADE also reads the context (every parameter
+    may depend on it) and every method takes `context=` or `member_context=`, raw values
+    standardised here, as for the couplings (`ContextInput`).
     """
 
     _cache = cache_util.BijectorCacheWithGreedyAttrs(
@@ -52,19 +56,19 @@ class MaskedAutoregressiveSpline(tfb.Bijector):
 
     def __init__(self, event_dim: int, made: Conditioner, num_bins: int = 8,
                  bound: float = 4.0, min_bin: float = 1e-3, min_slope: float = 1e-3,
-                 num_members: int = 1, direction: str = "density",
+                 num_members: int = 1, direction: str = "density", context_dim: int = 0,
+                 context_shift: Sequence[float] | None = None,
+                 context_scale: Sequence[float] | None = None,
                  validate_args: bool = False, name: str = "autoregressive_spline") -> None:
         parameters = dict(locals())
         if event_dim < 2:
             raise ConfigError(f"'event_dim' must be >= 2; got {event_dim}.")
-        if num_members < 1:
-            raise ConfigError(f"'num_members' must be >= 1; got {num_members}.")
+        self._init_context(context_dim, num_members, context_shift, context_scale)
         self._spline = SplineParams(num_bins, bound, min_bin, min_slope, direction)
         self._direction = direction
         self.params_per_dim = self.params_per_dim_for(num_bins=num_bins)
         with tf.name_scope(name) as name:
             self._event_dim = int(event_dim)
-            self._num_members = int(num_members)
             # Kept as an attribute so tf.Module tracks the network's variables.
             self._made = made
             super().__init__(forward_min_event_ndims=1, validate_args=validate_args,
@@ -96,27 +100,36 @@ class MaskedAutoregressiveSpline(tfb.Bijector):
     def direction(self) -> str:
         return self._direction
 
-    @property
-    def context_dim(self) -> int:
-        return 0
-
-    def _params(self, values: tf.Tensor) -> tf.Tensor:
-        """One MADE pass: `[..., (M,) D] -> [..., (M,) D, 3K - 1]`, row i from values < i."""
+    def _made_input(self, values: tf.Tensor, context: tf.Tensor | None,
+                    member_context: tf.Tensor | None) -> tf.Tensor:
+        """`[values, standardised context]` (`values` alone without a context)."""
         width = values.shape[-1]
         if width is not None and width != self._event_dim:
             raise ValueError(f"{self.name}: expected events of width {self._event_dim} on "
                              f"the last axis; got shape {values.shape}.")
-        flat = tf.reshape(values, [-1, self._event_dim] if self._num_members == 1 else
-                          [-1, self._num_members, self._event_dim])
-        raw = self._made(flat)
-        return tf.reshape(raw, tf.concat([tf.shape(values), [self.params_per_dim]], 0))
+        return self._conditioner_input(values, context, member_context)
 
-    def _evaluate(self, values: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _params(self, values: tf.Tensor, context: tf.Tensor | None,
+                member_context: tf.Tensor | None) -> tf.Tensor:
+        """One MADE pass: `[..., (M,) D] -> [..., (M,) D, 3K - 1]`, row i from values < i
+        (and the context)."""
+        inputs = self._made_input(values, context, member_context)
+        width = self._event_dim + self._context_dim
+        flat = tf.reshape(inputs, [-1, width] if self._num_members == 1 else
+                          [-1, self._num_members, width])
+        raw = self._made(flat)
+        return tf.reshape(raw, tf.concat(
+            [tf.shape(inputs)[:-1], [self._event_dim, self.params_per_dim]], 0))
+
+    def _evaluate(self, values: tf.Tensor, context: tf.Tensor | None = None,
+                  member_context: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         """One pass: `(RQS_theta(v)(v), sum log RQS')`, in the values' dtype."""
-        out, log_slope = self._spline.spline(self._params(values)).forward_and_log_det(values)
+        params = self._params(values, context, member_context)
+        out, log_slope = self._spline.spline(params).forward_and_log_det(values)
         return out, tf.reduce_sum(log_slope, axis=-1)
 
-    def _solve(self, target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _solve(self, target: tf.Tensor, context: tf.Tensor | None = None,
+               member_context: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         """D passes: the v with `RQS_theta(v)(v) = target`, and `-sum log RQS'(v)`.
 
         Pass k fixes coordinate k (its parameters read coordinates < k, already exact),
@@ -124,9 +137,13 @@ class MaskedAutoregressiveSpline(tfb.Bijector):
         the final ones. Solved in float64 (a quadratic per point, see `SplineCoupling`).
         """
         wide = tf.cast(target, tf.float64)
+        if self._context_dim:  # the loop's values take the batch shape the context gives
+            batch = tf.shape(self._made_input(target, context, member_context))[:-1]
+            wide = tf.broadcast_to(wide, tf.concat([batch, [self._event_dim]], 0))
 
         def step(values, _):
-            params = tf.cast(self._params(tf.cast(values, target.dtype)), tf.float64)
+            params = self._params(tf.cast(values, target.dtype), context, member_context)
+            params = tf.cast(params, tf.float64)
             values, log_det = self._spline.spline(params).inverse_and_log_det(wide)
             return values, tf.reduce_sum(log_det, axis=-1)
 
@@ -135,23 +152,27 @@ class MaskedAutoregressiveSpline(tfb.Bijector):
                                         maximum_iterations=self._event_dim)
         return tf.cast(values, target.dtype), tf.cast(log_det, target.dtype)
 
-    def _augmented_forward(self, x: tf.Tensor):
-        y, fldj = (self._solve if self._direction == "density" else self._evaluate)(x)
+    def _augmented_forward(self, x: tf.Tensor, context: tf.Tensor | None = None,
+                           member_context: tf.Tensor | None = None):
+        run = self._solve if self._direction == "density" else self._evaluate
+        y, fldj = run(x, context, member_context)
         return y, {"fldj": fldj, "ildj": -fldj}
 
-    def _augmented_inverse(self, y: tf.Tensor):
-        x, ildj = (self._evaluate if self._direction == "density" else self._solve)(y)
+    def _augmented_inverse(self, y: tf.Tensor, context: tf.Tensor | None = None,
+                           member_context: tf.Tensor | None = None):
+        run = self._evaluate if self._direction == "density" else self._solve
+        x, ildj = run(y, context, member_context)
         return x, {"ildj": ildj, "fldj": -ildj}
 
-    def _forward(self, x):
-        return self._augmented_forward(x)[0]
+    def _forward(self, x, **kwargs):
+        return self._augmented_forward(x, **kwargs)[0]
 
-    def _inverse(self, y):
-        return self._augmented_inverse(y)[0]
+    def _inverse(self, y, **kwargs):
+        return self._augmented_inverse(y, **kwargs)[0]
 
     # Reached only on a cache miss (the log-det asked for before the map).
-    def _forward_log_det_jacobian(self, x):
-        return self._augmented_forward(x)[1]["fldj"]
+    def _forward_log_det_jacobian(self, x, **kwargs):
+        return self._augmented_forward(x, **kwargs)[1]["fldj"]
 
-    def _inverse_log_det_jacobian(self, y):
-        return self._augmented_inverse(y)[1]["ildj"]
+    def _inverse_log_det_jacobian(self, y, **kwargs):
+        return self._augmented_inverse(y, **kwargs)[1]["ildj"]
