@@ -158,3 +158,24 @@ def test_fit_and_info_say_sampling_is_sequential(tmp_path):
     assert "coupling=autoregressive" in text
     assert ("note: autoregressive flow: log_prob takes one network pass per layer (fast); "
             "sampling takes 2 sequential passes per layer (slow)") in text
+
+
+@pytest.mark.parametrize("whiten", [False, True])
+def test_ensemble_members_start_at_a_diagonal_gaussian_unless_the_flow_whitens(tmp_path,
+                                                                                 whiten):
+    """Member m's starting Gaussian follows `whiten`: the per-member fold maps of an
+    ensemble that does not whiten are diagonal (full ones cost a 64-D autoregressive
+    ensemble on digits 19 nats: 121.3 against 102.2)."""
+    import tfp_realnvp
+    from tfp_realnvp.bijectors.ensemble import FoldAffine, stacked_flow
+
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(200, 3)) @ np.array([[1, 0.8, 0], [0, 1, 0.5], [0, 0, 1]])
+    result = tfp_realnvp.fit(rows.astype(np.float32), tmp_path / "run", settings={
+        "coupling": "autoregressive", "ensemble_size": 2, "whiten": whiten, "epochs": 1,
+        "hidden_units": 8, "num_couplings": 2, "num_hidden_layers": 1, "jit_compile": False})
+    fold = [b for b in stacked_flow(result.flow).bijector.bijectors
+            if isinstance(b, FoldAffine)][0]
+    tril = fold.scale_tril.numpy()
+    off_diagonal = tril - np.stack([np.diag(np.diag(t)) for t in tril])
+    assert np.all(off_diagonal == 0) != whiten
