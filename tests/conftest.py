@@ -43,6 +43,10 @@ FLOW_SUITE = {
                                         base_components=2),
     "ensemble-conditional-2d": FlowConfig(event_dim=2, num_couplings=2, hidden_units=8,
                                           ensemble_size=2, context_dim=2),
+    "autoregressive-conditional-ensemble-4d": FlowConfig(
+        event_dim=4, num_couplings=2, hidden_units=8, num_hidden_layers=1,
+        coupling="autoregressive", mixing="random", spline_bins=5, ensemble_size=2,
+        context_dim=2),
 }
 
 

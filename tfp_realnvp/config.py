@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from tfp_realnvp.errors import ConfigError
 
 ACTIVATIONS = ("relu", "tanh", "gelu", "silu", "elu")
-COUPLINGS = ("affine", "spline")
+COUPLINGS = ("affine", "spline", "autoregressive")
 SPLINE_DIRECTIONS = ("density", "sampling")
 MIXINGS = ("reverse", "random", "lu")
 SCHEDULES = ("cosine", "constant")
@@ -147,8 +147,10 @@ class FlowConfig(_Config):
                                                  "column_names")
 
     event_dim: int = setting(2, "Width of an event (columns of the data).", low=2, cli=False)
-    coupling: str = setting("affine", "Coupling kind: affine (RealNVP) or rational-quadratic "
-                            "spline.", choices=COUPLINGS)
+    coupling: str = setting(
+        "affine", "Layer kind: affine (RealNVP) or rational-quadratic spline couplings, or "
+        "autoregressive (MAF: a rational-quadratic spline per coordinate from a masked "
+        "network; log_prob is one network pass, sampling D passes).", choices=COUPLINGS)
     num_couplings: int = setting(8, "Number of coupling layers.", low=2)
     hidden_units: int = setting(64, "Width of each conditioner's hidden layers.", low=1)
     num_hidden_layers: int = setting(3, "Hidden layers per conditioner.", low=1)

@@ -11,12 +11,15 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_realnvp.base import make_base
+from tfp_realnvp.bijectors.autoregressive import MaskedAutoregressiveSpline
+from tfp_realnvp.bijectors.context import ContextInput
 from tfp_realnvp.bijectors.coupling import AffineCoupling, Coupling
 from tfp_realnvp.bijectors.ensemble import FlowEnsemble, FoldAffine, stacked_flow
 from tfp_realnvp.bijectors.mixing import LUMixing, permutation_indices
 from tfp_realnvp.bijectors.spline import SplineCoupling
 from tfp_realnvp.config import FlowConfig
 from tfp_realnvp.errors import ConfigError
+from tfp_realnvp.made import make_made
 from tfp_realnvp.networks import make_conditioner
 
 tfb = tfp.bijectors
@@ -44,9 +47,13 @@ def data_bijector(config: FlowConfig) -> tfb.Bijector:
     return tfb.Chain(steps, name="data_map")
 
 
-def make_coupling(config: FlowConfig, layer: int, validate_args: bool = False) -> Coupling:
+def make_coupling(config: FlowConfig, layer: int, validate_args: bool = False,
+                  ) -> Coupling | MaskedAutoregressiveSpline:
     """Builds coupling number `layer` (of `config.coupling`'s kind) with a fresh conditioner
-    network (one per ensemble member, batched) of the widths the kind asks for."""
+    network (one per ensemble member, batched) of the widths the kind asks for (for
+    `coupling="autoregressive"`, a MADE and the layer it parameterises)."""
+    if config.coupling == "autoregressive":
+        return make_autoregressive(config, layer, validate_args)
     kind = COUPLING_KINDS[config.coupling]
     num_conditioning = config.event_dim // 2
     name = f"coupling_{layer}"
@@ -64,6 +71,23 @@ def make_coupling(config: FlowConfig, layer: int, validate_args: bool = False) -
                 context_shift=config.context_shift, context_scale=config.context_scale,
                 num_members=config.ensemble_size, validate_args=validate_args, name=name,
                 **kind.settings_from(config))
+
+
+def make_autoregressive(config: FlowConfig, layer: int,
+                        validate_args: bool = False) -> MaskedAutoregressiveSpline:
+    """Autoregressive layer number `layer`: a `MaskedAutoregressiveSpline` over a fresh MADE
+    (one per ensemble member, batched) of the config's hidden sizes."""
+    settings = MaskedAutoregressiveSpline.settings_from(config)
+    name = f"autoregressive_{layer}"
+    made = make_made(config.event_dim, MaskedAutoregressiveSpline.params_per_dim_for(**settings),
+                     hidden_units=config.hidden_units,
+                     num_hidden_layers=config.num_hidden_layers, activation=config.activation,
+                     context_dim=config.context_dim, members=config.ensemble_size,
+                     name=f"{name}_made")
+    return MaskedAutoregressiveSpline(
+        config.event_dim, made, num_members=config.ensemble_size,
+        context_dim=config.context_dim, context_shift=config.context_shift,
+        context_scale=config.context_scale, validate_args=validate_args, name=name, **settings)
 
 
 def make_mixing(config: FlowConfig, layer: int) -> tfb.Bijector:
@@ -202,15 +226,15 @@ def _event_values(name: str, value: Any, dim: int) -> np.ndarray:
     return array
 
 
-def couplings(flow: tfd.Distribution) -> Sequence[Coupling]:
-    """The flow's coupling bijectors, in the order the list of its chain holds them (none
-    for a distribution not built by this package).
+def couplings(flow: tfd.Distribution) -> Sequence[ContextInput]:
+    """The flow's coupling (and autoregressive) bijectors, in the order the list of its
+    chain holds them (none for a distribution not built by this package).
 
     These are the bijectors a context goes to: `bijector_kwargs` routes it to them by
     name, and `flow_context_dim` reads its width from them.
     """
     steps = getattr(getattr(stacked_flow(flow), "bijector", None), "bijectors", ())
-    return [b for b in steps if isinstance(b, Coupling)]
+    return [b for b in steps if isinstance(b, ContextInput)]
 
 
 def encode(flow: tfd.Distribution, x: tf.Tensor, context: tf.Tensor | None = None,

@@ -27,7 +27,8 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     """A JSON-ready summary of a run or an export.
 
     Keys: `kind` ("run" or "export"), `path`, `event_dim`, `context_dim`, `ensemble_size`,
-    `flow` (the FlowConfig), `layout` (the training table's columns: a `TableLayout` as
+    `flow` (the FlowConfig), `notes` (lines on the flow's speed, e.g. an autoregressive
+    flow's slow direction), `layout` (the training table's columns: a `TableLayout` as
     JSON, None when not recorded), `metrics` (the summary keys of metrics.json, None when the
     model has none), `versions` (software that wrote it; None when not recorded); a run
     adds `train` (the TrainConfig), `data` and `auto`; an export adds `versions_on_disk`
@@ -52,6 +53,8 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         "metrics": None if metrics is None else {k: metrics[k] for k in METRIC_KEYS
                                                  if k in metrics},
         "versions": None if metrics is None else metrics.get("versions"),
+        "notes": [] if flow is None else flow_notes(flow.coupling, flow.spline_direction,
+                                                    flow.event_dim),
     }
     if model.kind == "run":
         stored = RunDir(model.path).read_config()
@@ -73,6 +76,17 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         if p.name.isdigit() and (p / SAVED_MODEL_FILE).is_file())
     summary["signatures"] = found
     return summary
+
+
+def flow_notes(coupling: str, direction: str, event_dim: int) -> list[str]:
+    """What a user should know about the flow's speed: an autoregressive flow computes one
+    direction in one network pass per layer and the other in `event_dim` passes."""
+    if coupling != "autoregressive":
+        return []
+    fast, slow = ("log_prob", "sampling") if direction == "density" else ("sampling",
+                                                                            "log_prob")
+    return [f"autoregressive flow: {fast} takes one network pass per layer (fast); "
+            f"{slow} takes {event_dim} sequential passes per layer (slow)"]
 
 
 def needs_tensorflow(path: str | os.PathLike) -> bool:
@@ -161,6 +175,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"dimension: {summary['event_dim']} (context {summary['context_dim']}, "
                      f"ensemble of {summary['ensemble_size']})")
         lines.append("flow: " + _pairs(summary["flow"]))
+        lines.extend(f"note: {note}" for note in summary.get("notes", ()))
     if summary.get("layout"):
         lines.append("columns: " + ", ".join(
             _column(i, c) for i, c in enumerate(summary["layout"]["columns"])))

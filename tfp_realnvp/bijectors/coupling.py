@@ -17,6 +17,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import cache_util
 
+from tfp_realnvp.bijectors.context import ContextInput
 from tfp_realnvp.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def soft_clamp(raw: tf.Tensor, bound: float) -> tf.Tensor:
     return bound * tf.math.tanh(raw / bound)
 
 
-class Coupling(tfb.Bijector):
+class Coupling(ContextInput, tfb.Bijector):
     """Base of the coupling bijectors: `y_a = x_a`, `y_b = g(x_b; NN([x_a, context]))`.
 
     ```none
@@ -100,26 +101,12 @@ class Coupling(tfb.Bijector):
         if not 1 <= num_conditioning < event_dim:
             raise ConfigError(
                 f"'num_conditioning' must be in [1, {event_dim - 1}]; got {num_conditioning}.")
-        if context_dim < 0:
-            raise ConfigError(f"'context_dim' must be >= 0; got {context_dim}.")
-        if num_members < 1:
-            raise ConfigError(f"'num_members' must be >= 1; got {num_members}.")
-        for label, values in (("context_shift", context_shift),
-                              ("context_scale", context_scale)):
-            if values is not None and len(values) != context_dim:
-                raise ConfigError(f"'{label}' must have context_dim={context_dim} entries; "
-                                  f"got {len(values)}.")
-        self._context_shift = None if context_shift is None else tuple(map(float,
-                                                                          context_shift))
-        self._context_scale = None if context_scale is None else tuple(map(float,
-                                                                          context_scale))
+        self._init_context(context_dim, num_members, context_shift, context_scale)
         with tf.name_scope(name) as name:
-            self._num_members = int(num_members)
             self._event_dim = int(event_dim)
             self._num_conditioning = int(num_conditioning)
             # Kept as an attribute so tf.Module tracks the network's variables.
             self._conditioner = conditioner
-            self._context_dim = int(context_dim)
             super().__init__(forward_min_event_ndims=1, validate_args=validate_args,
                              parameters=parameters, name=name)
 
@@ -143,10 +130,6 @@ class Coupling(tfb.Bijector):
     def conditioner(self) -> Conditioner:
         return self._conditioner
 
-    @property
-    def context_dim(self) -> int:
-        return self._context_dim
-
     def _split(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         width = x.shape[-1]
         if width is not None and width != self._event_dim:
@@ -158,41 +141,6 @@ class Coupling(tfb.Bijector):
     @staticmethod
     def _merge(x_a: tf.Tensor, x_b: tf.Tensor) -> tf.Tensor:
         return tf.concat([x_a, x_b], axis=-1)
-
-    def _standardised_context(self, context: tf.Tensor) -> tf.Tensor:
-        """`(c - context_shift) / context_scale`: the network sees the context in
-        standardised units; callers pass raw values."""
-        if self._context_shift is not None:
-            context = context - tf.constant(self._context_shift, context.dtype)
-        if self._context_scale is not None:
-            context = context / tf.constant(self._context_scale, context.dtype)
-        return context
-
-    def _conditioner_input(self, x_a: tf.Tensor, context: tf.Tensor | None,
-                           member_context: tf.Tensor | None = None) -> tf.Tensor:
-        if context is not None and member_context is not None:
-            raise ValueError(f"{self.name}: pass context= or member_context=, not both.")
-        per_member = member_context is not None
-        context = member_context if per_member else context
-        if self._context_dim == 0:
-            if context is not None:
-                raise ValueError(f"{self.name} was built with context_dim=0; got a context.")
-            return x_a
-        if context is None:
-            raise ValueError(
-                f"{self.name} is conditional: pass context= of shape [..., {self._context_dim}].")
-        context = tf.convert_to_tensor(context, dtype=x_a.dtype, name="context")
-        if context.shape[-1] is not None and context.shape[-1] != self._context_dim:
-            raise ValueError(
-                f"{self.name}: expected context of width {self._context_dim}; "
-                f"got shape {context.shape}.")
-        context = self._standardised_context(context)
-        if self._num_members > 1 and not per_member:
-            context = context[..., tf.newaxis, :]  # the same context for every member
-        batch_shape = tf.broadcast_dynamic_shape(tf.shape(x_a)[:-1], tf.shape(context)[:-1])
-        x_a = tf.broadcast_to(x_a, tf.concat([batch_shape, [self._num_conditioning]], 0))
-        context = tf.broadcast_to(context, tf.concat([batch_shape, [self._context_dim]], 0))
-        return tf.concat([x_a, context], axis=-1)
 
     def _conditioner_output(self, x_a: tf.Tensor, context: tf.Tensor | None,
                             member_context: tf.Tensor | None = None) -> tf.Tensor:

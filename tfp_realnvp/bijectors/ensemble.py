@@ -137,13 +137,17 @@ class FoldAffine(tfb.Bijector):
     def _parameter_properties(cls, dtype):
         return {}
 
-    def set_from_rows(self, member: int, rows: np.ndarray, ridge: float = 1e-6) -> None:
+    def set_from_rows(self, member: int, rows: np.ndarray, ridge: float = 1e-6,
+                      full: bool = True) -> None:
         """Sets member `member`'s shift and factor to the mean and covariance Cholesky
-        factor of `rows` (`[N, D]`)."""
+        factor of `rows` (`[N, D]`); `full=False`: the diagonal of standard deviations
+        only (a flow built with `whiten=False`)."""
         rows = np.asarray(rows, np.float64)
         mean = rows.mean(axis=0)
         centred = rows - mean
         covariance = centred.T @ centred / len(rows) + ridge * np.eye(rows.shape[1])
+        if not full:
+            covariance = np.diag(np.diag(covariance))
         self.shift[member].assign(mean.astype(np.float32))
         self.scale_tril[member].assign(np.linalg.cholesky(covariance).astype(np.float32))
 

@@ -96,6 +96,51 @@ class OneHotSpline(tfb.RationalQuadraticSpline):
         return x, -self._log_slope(d, (x - d.x_k) / d.w_k)
 
 
+class SplineParams:
+    """A conditioner's raw output -> the `OneHotSpline` it describes (the settings checked
+    once, eagerly); shared by `SplineCoupling` and the autoregressive splines.
+
+    ```none
+    raw = [raw_w (K), raw_h (K), raw_d (K - 1)]   per transformed coordinate
+    widths = min_bin + (2 bound - K min_bin) softmax(raw_w)      (heights alike)
+    slopes = min_slope + softplus(raw_d + c),  c = softplus^-1(1 - min_slope)
+    ```
+    so `raw = 0` gives equal bins and unit slopes: the identity on `[-bound, bound]`.
+    """
+
+    def __init__(self, num_bins: int, bound: float, min_bin: float, min_slope: float,
+                 direction: str = "density") -> None:
+        if direction not in SPLINE_DIRECTIONS:
+            raise ConfigError(f"'direction' must be one of {SPLINE_DIRECTIONS}; got "
+                              f"{direction!r}.")
+        if num_bins < 2:
+            raise ConfigError(f"'num_bins' must be >= 2; got {num_bins}.")
+        if not bound > 0:
+            raise ConfigError(f"'bound' must be > 0; got {bound}.")
+        if not 0 < min_bin * num_bins < 2 * bound:
+            raise ConfigError(f"'min_bin' * num_bins must be in (0, 2 bound); got {min_bin}.")
+        if not 0 < min_slope < 1:
+            raise ConfigError(f"'min_slope' must be in (0, 1); got {min_slope}.")
+        self.num_bins = int(num_bins)
+        self.bound = float(bound)
+        self.min_bin = float(min_bin)
+        self.min_slope = float(min_slope)
+        self.slope_offset = math.log(math.expm1(1.0 - min_slope))  # softplus^-1(1 - min)
+
+    def _bins(self, raw: tf.Tensor) -> tf.Tensor:
+        span = 2 * self.bound - self.num_bins * self.min_bin
+        return self.min_bin + span * tf.math.softmax(raw, axis=-1)
+
+    def spline(self, params: tf.Tensor) -> OneHotSpline:
+        """The spline of `params` `[..., 3 K - 1]` (one per leading index)."""
+        raw_widths, raw_heights, raw_slopes = tf.split(
+            params, [self.num_bins, self.num_bins, self.num_bins - 1], axis=-1)
+        slopes = self.min_slope + tf.math.softplus(raw_slopes + self.slope_offset)
+        return OneHotSpline(
+            bin_widths=self._bins(raw_widths), bin_heights=self._bins(raw_heights),
+            knot_slopes=slopes, range_min=-self.bound)
+
+
 class SplineCoupling(Coupling):
     """Rational-quadratic spline coupling (Durkan et al., 2019) with identity tails.
 
@@ -132,23 +177,8 @@ class SplineCoupling(Coupling):
                  context_scale: Sequence[float] | None = None,
                  direction: str = "density") -> None:
         parameters = dict(locals())
-        if direction not in SPLINE_DIRECTIONS:
-            raise ConfigError(f"'direction' must be one of {SPLINE_DIRECTIONS}; got "
-                              f"{direction!r}.")
-        if num_bins < 2:
-            raise ConfigError(f"'num_bins' must be >= 2; got {num_bins}.")
-        if not bound > 0:
-            raise ConfigError(f"'bound' must be > 0; got {bound}.")
-        if not 0 < min_bin * num_bins < 2 * bound:
-            raise ConfigError(f"'min_bin' * num_bins must be in (0, 2 bound); got {min_bin}.")
-        if not 0 < min_slope < 1:
-            raise ConfigError(f"'min_slope' must be in (0, 1); got {min_slope}.")
         self._direction = direction
-        self._num_bins = int(num_bins)
-        self._bound = float(bound)
-        self._min_bin = float(min_bin)
-        self._min_slope = float(min_slope)
-        self._slope_offset = math.log(math.expm1(1.0 - min_slope))  # softplus^-1(1 - min)
+        self._spline = SplineParams(num_bins, bound, min_bin, min_slope, direction)
         self.params_per_dim = self.params_per_dim_for(num_bins=num_bins)
         super().__init__(event_dim, num_conditioning, conditioner, context_dim, num_members,
                          parameters, validate_args, name, context_shift, context_scale)
@@ -165,23 +195,14 @@ class SplineCoupling(Coupling):
 
     @property
     def num_bins(self) -> int:
-        return self._num_bins
+        return self._spline.num_bins
 
     @property
     def bound(self) -> float:
-        return self._bound
-
-    def _bins(self, raw: tf.Tensor) -> tf.Tensor:
-        span = 2 * self._bound - self._num_bins * self._min_bin
-        return self._min_bin + span * tf.math.softmax(raw, axis=-1)
+        return self._spline.bound
 
     def _inner_bijector(self, params: tf.Tensor) -> tfb.Bijector:
-        raw_widths, raw_heights, raw_slopes = tf.split(
-            params, [self._num_bins, self._num_bins, self._num_bins - 1], axis=-1)
-        slopes = self._min_slope + tf.math.softplus(raw_slopes + self._slope_offset)
-        return OneHotSpline(
-            bin_widths=self._bins(raw_widths), bin_heights=self._bins(raw_heights),
-            knot_slopes=slopes, range_min=-self._bound)
+        return self._spline.spline(params)
 
     @property
     def direction(self) -> str:

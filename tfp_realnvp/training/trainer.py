@@ -104,13 +104,15 @@ class Trainer:
 
     def set_fold_maps(self) -> None:
         """Starts each ensemble member at the Gaussian of its own training rows (in the
-        shared data map's standardised space), so epoch 0 has not seen its held-out fold."""
+        shared data map's standardised space), so epoch 0 has not seen its held-out fold;
+        its full covariance only if the flow whitens (`FlowConfig.whiten`)."""
         fold_maps = [b for b in self.stacked.bijector.bijectors if isinstance(b, FoldAffine)]
         if not fold_maps:
             return
         shared = self.stacked.bijector.bijectors[0]  # the data map, outermost in the chain
         for index, member in enumerate(self.prepared.members):
-            fold_maps[0].set_from_rows(index, shared.inverse(member.train_events).numpy())
+            fold_maps[0].set_from_rows(index, shared.inverse(member.train_events).numpy(),
+                                       full=self.flow_config.whiten)
 
     def set_base_mixtures(self, mixtures: tuple[Mixture, ...] | None) -> None:
         """Sets each member's mixture base (fitted in data units on its own training rows)
