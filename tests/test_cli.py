@@ -224,9 +224,10 @@ def test_fit_explain_prints_the_choice_for_the_data_and_writes_nothing(tmp_path)
     lines = result.output.splitlines()
     assert lines[0] == (f"{table}: 1000 rows x 4 numeric columns; fit would run (nothing is "
                         "trained or written):")
-    for expected in ("--ensemble-size: 20 (auto: 20 members", "--hidden-units: 32 (auto: ",
-                     "--mixing: lu (auto: ", "--weight-decay: 0.0001 (auto: ",
-                     "--coupling: affine (auto: ", "--patience: 7 (given)",
+    for expected in ("--ensemble-size: 3 (auto: 3 K-fold members", "--hidden-units: 128 (auto: ",
+                     "--mixing: random (auto: ", "--weight-decay: 0.001 (auto: ",
+                     "--coupling: autoregressive (auto: ", "--whiten: off (auto: ",
+                     "--batch-size: 100 (auto: ", "--patience: 7 (given)",
                      "--time-budget: 45 (auto: 45 s of training for the whole fit)"):
         assert any(line.strip().startswith(expected) for line in lines), expected
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]

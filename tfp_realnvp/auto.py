@@ -22,18 +22,23 @@ TWO_COLUMN_BUDGET = 35.0  # at most this for 2 columns: 300 spline epochs fit in
 
 # Every setting `choose` decides, and its rule in one line (`fit --help` shows these).
 RULES: dict[str, str] = {
-    "coupling": "spline for 2 columns, else affine",
-    "num_couplings": "4",
-    "hidden_units": "64 for 2 columns; else 32 below 5,000 rows, 64 below 50,000, else 128",
+    "coupling": "spline for 2 columns; autoregressive (MAF, spline) up to 5,000 rows; "
+                "else affine",
+    "num_couplings": "4; 5 for autoregressive",
+    "hidden_units": "64 for 2 columns; 128 for autoregressive; else 64 below 50,000 rows, "
+                    "else 128",
     "num_hidden_layers": "2",
     "activation": "tanh",
-    "mixing": "reverse for 2 columns; else lu up to 32 columns, reverse above",
-    "ensemble_size": "1 for 2 columns; else 20 up to 5,000 rows, then 10, 5, 3, and 1 "
-                     "above 500,000 (folds of >= 5 rows)",
+    "mixing": "reverse for 2 columns; random for autoregressive; else lu up to 32 columns, "
+              "reverse above",
+    "whiten": "off for autoregressive (per-column scales keep columns' edges on the axes)",
+    "ensemble_size": "1 for 2 columns; 3 up to 5,000 rows (autoregressive); then 10 up to "
+                     "20,000 rows, 5, 3, and 1 above 500,000 (folds of >= 5 rows)",
     "epochs": "300 for 2 columns, else 400",
-    "learning_rate": "5e-3 for 2 columns, else 2e-3",
+    "learning_rate": "5e-3 for 2 columns and autoregressive, else 2e-3",
+    "batch_size": "100 for autoregressive, else 256",
     "patience": "100 for 2 columns, else 20",
-    "weight_decay": "1e-4 below 50,000 rows (3+ columns), else 0",
+    "weight_decay": "1e-3 for autoregressive; 1e-4 below 50,000 rows (3+ columns), else 0",
     "jit_compile": "on for 2 columns, else off",
     "time_budget": f"{TWO_COLUMN_BUDGET:g} s for 2 columns, else {DEFAULT_TIME_BUDGET:g} s",
     "max_steps_per_epoch": f"{MAX_STEPS_PER_EPOCH} for 3+ columns, else a full pass",
@@ -78,14 +83,16 @@ def choose(num_rows: int, dim: int, time_budget: float | None = None) -> Choice:
                                     "budget), patience 100")
         return Choice(flow, train, reasons)
 
+    if num_rows <= AUTOREGRESSIVE_MAX_ROWS:
+        return _autoregressive_choice(num_rows, budget, reasons)
     members = next(m for limit, m in MEMBERS_BY_ROWS if num_rows <= limit)
     members = max(1, min(members, num_rows // 5))  # a fold of at least 5 rows each
     reasons["ensemble_size"] = (
-        f"{members} members (20 up to 5,000 rows, then 10, 5, 3, 1 above 500,000), each "
+        f"{members} members (10 up to 20,000 rows, then 5, 3, 1 above 500,000), each "
         "holding out its own fold: averaging members fitted on different folds lowered "
         "held-out NLL on every scikit-learn table, the more members the lower")
-    hidden = 32 if num_rows < 5000 else 64 if num_rows < 50000 else 128
-    reasons["hidden_units"] = "32 below 5,000 rows, 64 below 50,000, else 128 (2 layers)"
+    hidden = 64 if num_rows < 50000 else 128
+    reasons["hidden_units"] = "64 below 50,000 rows, else 128 (2 layers)"
     mixing = "lu" if dim <= 32 else "reverse"
     reasons["mixing"] = ("learned LU mixing up to 32 columns (better on the small tables); "
                          "reversals above (LU solves cost 5x the step on 64 columns)")
@@ -107,8 +114,42 @@ def choose(num_rows: int, dim: int, time_budget: float | None = None) -> Choice:
     return Choice(flow, train, reasons)
 
 
-# (largest number of rows, ensemble members)
-MEMBERS_BY_ROWS = ((5000, 20), (20000, 10), (100000, 5), (500000, 3), (float("inf"), 1))
+# (largest number of rows, ensemble members) above AUTOREGRESSIVE_MAX_ROWS
+MEMBERS_BY_ROWS = ((20000, 10), (100000, 5), (500000, 3), (float("inf"), 1))
+AUTOREGRESSIVE_MAX_ROWS = 5000  # the tables it was measured on: up to 1,438 rows
+
+
+def _autoregressive_choice(num_rows: int, budget: float, reasons: dict[str, str]) -> Choice:
+    """3+ columns, up to `AUTOREGRESSIVE_MAX_ROWS` rows: 3 K-fold members, each a masked
+    autoregressive flow of 5 spline layers (MADE 2x128 tanh) on per-column scales.
+
+    Measured (`bench quality`, seed 0, held-out nats per row) against the 20-member affine
+    ensemble it replaces: iris 1.96 (2.46), wine 18.67 (18.99), diabetes 21.76 (24.95),
+    breast_cancer -44.20 (-40.25), digits 97.66 (123.62); FlowJAX's MAF-RQS: 2.81, 19.09,
+    24.45, -35.90, 102.55.
+    """
+    members = max(1, min(3, num_rows // 5))
+    flow = FlowConfig(coupling="autoregressive", num_couplings=5, hidden_units=128,
+                      num_hidden_layers=2, activation="tanh", mixing="random",
+                      ensemble_size=members, whiten=False)
+    reasons["coupling"] = (
+        "up to 5,000 rows: masked autoregressive spline flows (every column a spline of the "
+        "ones before it; log_prob one pass, sampling one pass per column): on the "
+        "scikit-learn tables 0.3 to 26 nats below the 20-member affine ensemble, and below "
+        "FlowJAX's MAF-RQS on every one")
+    reasons["whiten"] = ("per-column scales, no rotation: columns with edges and grids "
+                         "(pixels, counts) keep them on the axes, where splines draw them "
+                         "(digits: 124.2 whitened, 107.3 not, one flow)")
+    reasons["ensemble_size"] = (f"{members} K-fold members (3 up to 5,000 rows): 97.7 on "
+                                "digits against 101.3 for one flow; 5 were no better")
+    reasons["hidden_units"] = "MADE of 2x128 (1x128: 103.2 on digits, 2x128: 101.3)"
+    reasons["mixing"] = "random orders between layers (reversals: 102.7 on digits)"
+    train = TrainConfig(epochs=400, learning_rate=5e-3, batch_size=100, weight_decay=1e-3,
+                        patience=20, time_budget=budget,
+                        max_steps_per_epoch=MAX_STEPS_PER_EPOCH)
+    reasons["learning_rate"] = "5e-3, batch 100, weight decay 1e-3 (each lowered digits' NLL)"
+    reasons["patience"] = "stop when no member has improved its held-out NLL for 20 epochs"
+    return Choice(flow, train, reasons)
 
 
 def explain(num_rows: int, dim: int, given: dict[str, Any] | None = None) -> list[str]:
