@@ -1,5 +1,6 @@
 """The click CLI through CliRunner: fit, sample, evaluate, and every bad input."""
 
+import itertools
 import json
 import math
 
@@ -197,8 +198,9 @@ def test_fit_help_shows_the_automatic_choices_as_auto_with_their_rule():
     from tfp_realnvp.config import FlowConfig, TrainConfig
 
     # RULES names every setting `choose` moves off the dataclass default, for every shape.
-    for shape in [(3000, 2), (1000, 4), (10000, 8), (60000, 40), (600000, 3)]:
-        choice = auto.choose(*shape)
+    shapes = [(3000, 2), (1000, 4), (10000, 8), (60000, 40), (600000, 3)]
+    for shape, conditional in itertools.product(shapes, (False, True)):
+        choice = auto.choose(*shape, conditional=conditional)
         for config, default in ((choice.flow, FlowConfig()), (choice.train, TrainConfig())):
             moved = {f.name for f in dataclasses.fields(config)
                      if getattr(config, f.name) != getattr(default, f.name)}
@@ -206,8 +208,9 @@ def test_fit_help_shows_the_automatic_choices_as_auto_with_their_rule():
     options = {p.name: p for p in main.commands["fit"].params}
     for name, rule in auto.RULES.items():
         assert options[name].help.endswith(f"[default: auto: {rule}]"), name
-    assert "[default: auto: spline for 2 columns, else affine]" in options["coupling"].help
-    assert options["batch_size"].help.endswith("[default: 256]")  # not chosen: the default
+    assert ("[default: auto: spline for 2 columns; autoregressive (MAF, spline) up to 5,000 "
+            "rows without a context; else affine]") in options["coupling"].help
+    assert options["clip_norm"].help.endswith("[default: 10.0]")  # not chosen: the default
     help_text = " ".join(invoke("fit", "--help").output.split())
     assert "[default: affine]" not in help_text and "[default: 400]" not in help_text
     assert "--explain" in help_text

@@ -137,6 +137,10 @@ def test_auto_choice_is_recorded_and_explicit_settings_win(tmp_path):
 def test_auto_sizes_from_the_table_shape(rows, dim, members, coupling):
     choice = tfp_realnvp.auto.choose(rows, dim)
     assert choice.flow.ensemble_size == members and choice.flow.coupling == coupling
+    assert choice.flow.whiten == (coupling != "autoregressive")
+    if coupling == "autoregressive":  # a context (or categories) keeps the affine ensemble
+        conditional = tfp_realnvp.auto.choose(rows, dim, conditional=True).flow
+        assert (conditional.coupling, conditional.ensemble_size) == ("affine", 20)
     assert 0 < choice.train.time_budget <= tfp_realnvp.auto.DEFAULT_TIME_BUDGET
     assert tfp_realnvp.auto.choose(rows, dim, time_budget=7).train.time_budget == 7
     assert {"coupling", "time_budget"} <= set(choice.reasons)

@@ -170,12 +170,14 @@ def _explain(data_file: Path | None, drop_nonfinite: bool, context_spec: str | N
     """`fit --explain`: the table's shape and `auto.explain`'s lines; no TensorFlow, no
     files written."""
     check_data_file(data_file)
+    conditional = False
     if data_file is None:
         rows = tfp_realnvp.tables.make_toy(dataset, num_points, noise, seed)
         source = f"{dataset} ({num_points} points, noise {noise:g})"
     else:
-        rows = read_training_rows(data_file, drop_nonfinite, context_spec, **kinds).numeric
-        source = str(data_file)
+        table = read_training_rows(data_file, drop_nonfinite, context_spec, **kinds)
+        rows, source = table.numeric, str(data_file)
+        conditional = table.context is not None or table.codes.size > 0
     num_rows, dim = rows.shape
     if not dim:
         click.echo(f"{source}: all columns categorical; fit models their mass alone (no "
@@ -183,7 +185,7 @@ def _explain(data_file: Path | None, drop_nonfinite: bool, context_spec: str | N
         return
     click.echo(f"{source}: {num_rows} rows x {dim} numeric columns; fit would run "
                "(nothing is trained or written):")
-    for line in auto_lib.explain(num_rows, dim, given):
+    for line in auto_lib.explain(num_rows, dim, given, conditional=conditional):
         click.echo(f"  {line}")
 
 

@@ -132,7 +132,7 @@ def _fit_arrays(
     prepare_lib.check_trainable(data, (data_info or {}).get("source", "data"))
     if context is not None:
         context = tables.validate_context(context, num_rows=len(data))
-    chosen = auto.choose(*data.shape)
+    chosen = auto.choose(*data.shape, conditional=context is not None)
     settings = dict(settings or {})
     auto_record = {"rows": data.shape[0], "dim": data.shape[1],
                    "context_dim": 0 if context is None else context.shape[1],
