@@ -1,9 +1,15 @@
 """Anomaly detection on a real table: fit a flow, score held-out rows, flag the unlikely ones.
 
 The table is scikit-learn's breast-cancer data (569 rows x 30 measurements of cell nuclei).
-`tfp_realnvp.fit` trains on 80% of the rows with the configuration it chooses for the
-table's shape; the other 20% are held out. Into a copy of the held-out rows we plant two
-kinds of anomalies, each in one column of an otherwise real row:
+`tfp_realnvp.fit` trains on 80% of the rows an ensemble of whitened affine-coupling flows
+(`ANOMALY_SETTINGS`); the other 20% are held out. For this table `fit` would choose
+autoregressive spline flows on per-column scales: a better density (held-out NLL -41.8
+against -37.7 nats/row) but a worse anomaly ranking (measured with 45 s of training: swapped
+AUC 0.795 against 0.881, shifted 0.896 against 0.985), because the whitened flow starts at,
+and keeps, the full-covariance Gaussian's view of how columns go together.
+
+Into a copy of the held-out rows we plant two kinds of anomalies, each in one column of an
+otherwise real row:
 
 - swapped: the value comes from another held-out row (plausible alone, but it breaks the
   row's relations, e.g. radius, perimeter and area that go together);
@@ -98,6 +104,13 @@ def detection(scores: dict[str, np.ndarray], threshold: float) -> dict[str, Any]
     return out
 
 
+# The ensemble `fit` chose for such tables until December: 20 K-fold members of 4 affine
+# couplings (2x32 tanh) with learned LU mixing, on the full-covariance data map.
+ANOMALY_SETTINGS = {"coupling": "affine", "whiten": True, "mixing": "lu", "ensemble_size": 20,
+                    "num_couplings": 4, "hidden_units": 32, "learning_rate": 2e-3,
+                    "batch_size": 256, "weight_decay": 1e-4}
+
+
 def run(out: Path, count: int = 60, seed: int = 0,
         settings: dict[str, Any] | None = None, verbose: bool = True) -> dict[str, Any]:
     """Fits, plants `count` anomalies of each kind, scores; returns the figures."""
@@ -169,9 +182,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true",
                         help="a few seconds: 2 flows, 3 s of training (tests)")
     args = parser.parse_args(argv)
-    settings = {"ensemble_size": 2, "num_couplings": 2, "time_budget": 3.0,
-                "seed": args.seed} if args.quick \
-        else {"seed": args.seed}
+    settings = {**ANOMALY_SETTINGS, "seed": args.seed}
+    if args.quick:
+        settings.update(ensemble_size=2, num_couplings=2, time_budget=3.0)
     if args.time_budget is not None:
         settings["time_budget"] = args.time_budget
     return run(args.out, seed=args.seed, settings=settings)
