@@ -2,6 +2,7 @@
 
 ```none
 autoregressive.py  MaskedAutoregressiveSpline (MAF / IAF with spline transformers)
+augmented.py  LogDetWithMap: maps that return their log-dets with them (one network call)
 context.py    ContextInput: the network input [values, standardised context]
 coupling.py   Coupling (the shared machinery), AffineCoupling (RealNVP), soft_clamp
 spline.py     OneHotSpline (the rational-quadratic kernel), SplineParams, SplineCoupling

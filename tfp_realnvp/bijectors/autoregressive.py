@@ -10,6 +10,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import cache_util
 
+from tfp_realnvp.bijectors.augmented import LogDetWithMap
 from tfp_realnvp.bijectors.context import ContextInput
 from tfp_realnvp.bijectors.coupling import Conditioner
 from tfp_realnvp.bijectors.spline import SplineCoupling, SplineParams
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 tfb = tfp.bijectors
 
 
-class MaskedAutoregressiveSpline(ContextInput, tfb.Bijector):
+class MaskedAutoregressiveSpline(ContextInput, LogDetWithMap, tfb.Bijector):
     """Every coordinate through a rational-quadratic spline whose bins, heights and slopes
     for coordinate i come from a MADE network of the coordinates before i.
 
@@ -163,16 +164,3 @@ class MaskedAutoregressiveSpline(ContextInput, tfb.Bijector):
         run = self._evaluate if self._direction == "density" else self._solve
         x, ildj = run(y, context, member_context)
         return x, {"ildj": ildj, "fldj": -ildj}
-
-    def _forward(self, x, **kwargs):
-        return self._augmented_forward(x, **kwargs)[0]
-
-    def _inverse(self, y, **kwargs):
-        return self._augmented_inverse(y, **kwargs)[0]
-
-    # Reached only on a cache miss (the log-det asked for before the map).
-    def _forward_log_det_jacobian(self, x, **kwargs):
-        return self._augmented_forward(x, **kwargs)[1]["fldj"]
-
-    def _inverse_log_det_jacobian(self, y, **kwargs):
-        return self._augmented_inverse(y, **kwargs)[1]["ildj"]

@@ -17,6 +17,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import cache_util
 
+from tfp_realnvp.bijectors.augmented import LogDetWithMap
 from tfp_realnvp.bijectors.context import ContextInput
 from tfp_realnvp.errors import ConfigError
 
@@ -38,7 +39,7 @@ def soft_clamp(raw: tf.Tensor, bound: float) -> tf.Tensor:
     return bound * tf.math.tanh(raw / bound)
 
 
-class Coupling(ContextInput, tfb.Bijector):
+class Coupling(ContextInput, LogDetWithMap, tfb.Bijector):
     """Base of the coupling bijectors: `y_a = x_a`, `y_b = g(x_b; NN([x_a, context]))`.
 
     ```none
@@ -196,20 +197,6 @@ class Coupling(ContextInput, tfb.Bijector):
         y_a, y_b = self._split(y)
         x_b, ildj = self._transform(y_a, y_b, context, member_context, inverse=True)
         return self._merge(y_a, x_b), {"ildj": ildj, "fldj": -ildj}
-
-    def _forward(self, x, **kwargs):
-        return self._augmented_forward(x, **kwargs)[0]
-
-    def _inverse(self, y, **kwargs):
-        return self._augmented_inverse(y, **kwargs)[0]
-
-    # Reached only on a cache miss (the log-det asked for before the transformation):
-    # the caller stores the value in the same cache attributes.
-    def _forward_log_det_jacobian(self, x, **kwargs):
-        return self._augmented_forward(x, **kwargs)[1]["fldj"]
-
-    def _inverse_log_det_jacobian(self, y, **kwargs):
-        return self._augmented_inverse(y, **kwargs)[1]["ildj"]
 
 
 class AffineCoupling(Coupling):
