@@ -20,27 +20,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-# TensorFlow 2.21 writes start-up lines (oneDNN, cudart, cuInit) to the process's stderr
-# before its logging reads TF_CPP_MIN_LOG_LEVEL: import it, and start its devices, with
-# that file descriptor on /dev/null. Python errors still show: stderr is back before they
-# print. (Do the same in your own scripts, or run them with 2>/dev/null.)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.stderr.flush()
-_stderr, _devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-os.dup2(_devnull, 2)
-try:
-    import tensorflow as tf
+from _quiet_tf import import_tensorflow  # noqa: E402
 
-    tf.config.list_logical_devices()  # the cuInit line comes when the devices start
-finally:
-    os.dup2(_stderr, 2)
-    os.close(_stderr)
-    os.close(_devnull)
+tf = import_tensorflow()
 
 import numpy as np  # noqa: E402
 

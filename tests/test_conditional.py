@@ -418,6 +418,7 @@ def test_conditional_example(tmp_path, monkeypatch, capsys):
     """The script as `python examples/conditional.py --quick OUT` runs it, in this process
     (runpy: its own globals, so a missing import still fails; no second TensorFlow start-up)."""
     monkeypatch.setattr(sys, "argv", ["conditional.py", "--quick", str(tmp_path)])
+    monkeypatch.syspath_prepend(str(REPO / "examples"))  # as the script's own folder is
     runpy.run_path(str(REPO / "examples" / "conditional.py"), run_name="__main__")
     printed = capsys.readouterr().out
     lines = dict(line.split(": ", 1) for line in printed.splitlines() if ": " in line)
