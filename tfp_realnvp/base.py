@@ -59,27 +59,35 @@ def set_member_mixture(base: tfd.MixtureSameFamily, member: int, members: int,
         (variable if members == 1 else variable[member]).assign(value)
 
 
-def latent_mixture(bijector: tfb.Bijector, mixture: Mixture, member: int,
-                   members: int) -> Mixture:
-    """`mixture` (data units) mapped into member `member`'s latent space by the fresh
-    flow's inverse `z = A x + b` (affine: couplings at the identity).
+def latent_mixtures(bijector: tfb.Bijector,
+                    mixtures: tuple[Mixture, ...]) -> tuple[Mixture, ...]:
+    """Each member's `mixture` (data units) mapped into its latent space by the fresh flow's
+    inverse `z = A_m x + b_m` (affine: couplings at the identity), one inverse call for all.
 
-    `b` and `A` are read from the inverse at the mixture's mean and one column step away
-    from it (float64 arithmetic afterwards): `mu_k -> A mu_k + b`, `S_k -> A S_k A^T`.
+    `b_m` and `A_m` are read from the inverse at member m's mixture mean and one column step
+    away from it (float64 arithmetic afterwards): `mu_k -> A_m mu_k + b_m`,
+    `S_k -> A_m S_k A_m^T`.
     """
-    dim = mixture.means.shape[1]
-    centre = mixture.weights @ mixture.means
-    steps = np.sqrt(np.maximum(np.einsum("k,kii->i", mixture.weights, mixture.covariances),
-                               1e-12))
-    points = np.concatenate([centre[None], centre + np.diag(steps)]).astype(np.float32)
-    if members > 1:
-        points = np.repeat(points[:, None, :], members, axis=1)
-    latent = np.asarray(bijector.inverse(tf.constant(points)), np.float64)
-    if members > 1:
-        latent = latent[:, member, :]
+    centres = [m.weights @ m.means for m in mixtures]
+    steps = [np.sqrt(np.maximum(np.einsum("k,kii->i", m.weights, m.covariances), 1e-12))
+             for m in mixtures]
+    points = np.stack([np.concatenate([c[None], c + np.diag(s)])
+                       for c, s in zip(centres, steps, strict=True)], axis=1)  # [D+1, M, D]
+    if len(mixtures) == 1:
+        points = points[:, 0]
+    latent = np.asarray(bijector.inverse(tf.constant(points, tf.float32)), np.float64)
+    latent = latent.reshape(points.shape[0], len(mixtures), -1)
+    return tuple(_through(m, c, s, latent[:, i])
+                 for i, (m, c, s) in enumerate(zip(mixtures, centres, steps, strict=True)))
+
+
+def _through(mixture: Mixture, centre: np.ndarray, steps: np.ndarray,
+             latent: np.ndarray) -> Mixture:
+    """`mixture` through the affine map read off `latent` (the images of `centre` and of
+    `centre + steps_i e_i`)."""
     offset = latent[0]
     matrix = ((latent[1:] - offset) / steps[:, None]).T  # column i: A e_i
     means = offset + (mixture.means - centre) @ matrix.T
     covariances = np.einsum("ij,kjl,ml->kim", matrix, mixture.covariances, matrix)
-    covariances = 0.5 * (covariances + np.swapaxes(covariances, 1, 2)) + 1e-9 * np.eye(dim)
-    return Mixture(mixture.weights, means, covariances)
+    covariances = 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
+    return Mixture(mixture.weights, means, covariances + 1e-9 * np.eye(len(centre)))

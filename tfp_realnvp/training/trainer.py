@@ -120,11 +120,10 @@ class Trainer:
         after `set_fold_maps`: the image is taken through the whole fresh flow."""
         if mixtures is None:
             return
-        base = self.stacked.distribution
-        for index, mixture in enumerate(mixtures):
-            latent = base_lib.latent_mixture(self.stacked.bijector, mixture, index,
-                                             self.num_members)
-            base_lib.set_member_mixture(base, index, self.num_members, latent)
+        latent = base_lib.latent_mixtures(self.stacked.bijector, mixtures)
+        for index, mixture in enumerate(latent):
+            base_lib.set_member_mixture(self.stacked.distribution, index, self.num_members,
+                                        mixture)
 
     def start_epoch_schedule(self, epochs_remaining: float) -> None:
         """Moves the cosine schedule on by one epoch's segment, spreading what is left of
