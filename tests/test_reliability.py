@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -75,31 +76,77 @@ def uninterrupted(table, tmp_path_factory):
     return outcome(run_dir, np.load(table))
 
 
+def assert_stopped_cleanly(stderr: str, run_dir, signal_number: int) -> None:
+    """SIGTERM, SIGINT (Ctrl-C): a message naming the signal and `--resume`, a checkpoint."""
+    name = signal.Signals(signal_number).name
+    assert f"Stopped by {name} after epoch" in stderr and "--resume" in stderr
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
+
+
+@pytest.fixture
+def sigint_recorder():
+    """SIGINT recorded, not raised, around a test that sends it to its own process: a signal
+    arriving after the fit restored the handlers cannot stop the test session."""
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    yield received
+    signal.signal(signal.SIGINT, previous)
+
+
+def check_stopped(run_dir, stopped_before: int) -> int:
+    """A stopped run: no model yet, a checkpoint past the last stop; returns its epoch."""
+    assert not (run_dir / "model").exists()
+    stopped_at = epochs_checkpointed(run_dir)
+    assert max(3, stopped_before + 1) <= stopped_at < 14
+    return stopped_at
+
+
+def sigint_self_after(run_dir, epochs: int) -> threading.Thread:
+    """Ctrl-C to this process once `epochs` epochs are checkpointed (a watching thread)."""
+    def watch():
+        deadline = time.monotonic() + 240
+        while epochs_checkpointed(run_dir) < epochs and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_resume_after_a_kill_ends_exactly_like_the_uninterrupted_run(table, uninterrupted,
-                                                                      tmp_path):
-    """SIGKILL, SIGTERM and SIGINT (Ctrl-C) in turn, each followed by `--resume` in a new
-    process (so resuming a resumed run is covered too): the run must end exactly like the
-    uninterrupted one."""
+                                                                      tmp_path,
+                                                                      sigint_recorder):
+    """SIGKILL, SIGTERM and SIGINT (Ctrl-C) in turn, each followed by `--resume` (so resuming
+    a resumed run is covered too): the run must end exactly like the uninterrupted one.
+    SIGKILL and SIGTERM hit processes of their own, each resumed by a new process; Ctrl-C
+    reaches the second resume, run in this process (the same handler as SIGTERM's, the same
+    checkpoint), and the last resume runs here too."""
     run_dir = tmp_path / "run"
     process = cli("fit", "--data", table, "--out", run_dir, *OPTIONS, wait=False)
-    stopped_at = 0
-    for signal_number in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
-        interrupt_after(process, run_dir, max(3, stopped_at + 2), signal_number)
-        _, stderr = process.communicate(timeout=120)
-        killed = signal_number == signal.SIGKILL
-        assert process.returncode == (-signal.SIGKILL if killed else 128 + signal_number)
-        if not killed:  # SIGTERM, SIGINT (Ctrl-C): a clean stop, a message and a checkpoint
-            name = signal.Signals(signal_number).name
-            assert f"Stopped by {name} after epoch" in stderr and "--resume" in stderr
-            assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
-        assert not (run_dir / "model").exists()
-        assert epochs_checkpointed(run_dir) >= max(3, stopped_at + 1)
-        stopped_at = epochs_checkpointed(run_dir)
-        assert 3 <= stopped_at < 14
-        # Resumed on its own recorded data (no --data), by a new process.
-        process = cli("fit", "--out", run_dir, "--resume", "--quiet", wait=False)
-    _, stderr = process.communicate(timeout=240)
-    assert process.returncode == 0, stderr
+    interrupt_after(process, run_dir, 3, signal.SIGKILL)
+    process.communicate(timeout=120)
+    assert process.returncode == -signal.SIGKILL
+    stopped_at = check_stopped(run_dir, 0)
+
+    # Resumed on its own recorded data (no --data), by a new process.
+    process = cli("fit", "--out", run_dir, "--resume", "--quiet", wait=False)
+    interrupt_after(process, run_dir, stopped_at + 2, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert_stopped_cleanly(stderr, run_dir, signal.SIGTERM)
+    stopped_at = check_stopped(run_dir, stopped_at)
+
+    watcher = sigint_self_after(run_dir, stopped_at + 2)
+    stopped = in_process("fit", "--out", run_dir, "--resume", "--quiet")
+    watcher.join(timeout=240)
+    assert sigint_recorder == []  # the fit's own handler took it, not the test's
+    assert stopped.exit_code == 128 + signal.SIGINT, stopped.output
+    assert_stopped_cleanly(stopped.stderr, run_dir, signal.SIGINT)
+    check_stopped(run_dir, stopped_at)
+
+    finished = in_process("fit", "--out", run_dir, "--resume", "--quiet")
+    assert finished.exit_code == 0, finished.output
     history, log_prob, status = outcome(run_dir, np.load(table))
     reference_history, reference_log_prob, _ = uninterrupted
     assert status == "completed"
