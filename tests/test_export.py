@@ -338,7 +338,7 @@ def test_load_refuses_what_is_not_a_model(tmp_path):
         tfp_realnvp.load(tmp_path)
 
 
-def test_cli_export_and_fit_export(trained, tmp_path):
+def test_cli_export_of_a_run_serves_what_the_run_does(trained, tmp_path):
     from click.testing import CliRunner
 
     from tfp_realnvp.cli import cli as main
@@ -363,12 +363,8 @@ def test_cli_export_and_fit_export(trained, tmp_path):
               for p in (base / "moons", root / "run")]
     assert scores[0]["nll"] == pytest.approx(scores[1]["nll"], abs=1e-5)
 
-    fitted = runner.invoke(main, ["fit", "--out", str(tmp_path / "run2"), "--num-points", "200",
-                                  "--epochs", "2", "--num-couplings", "2", "--hidden-units",
-                                  "8", "--ensemble-size", "1", "--no-jit-compile", "--quiet",
-                                  "--export", str(base)])
-    assert fitted.exit_code == 0, fitted.output
-    assert (base / "realnvp" / "1" / "saved_model.pb").is_file()
+    # `fit --export`: tests/test_plots.py (fit --plot --tensorboard --export, then the
+    # export drawn) and tests/test_conventions.py (fit --config ... --export) run it.
 
 
 def test_concurrent_exports_get_distinct_complete_versions(trained, tmp_path):
