@@ -59,6 +59,16 @@ class ImageConfig(_Config):
     def dims(self) -> int:
         return self.height * self.width * self.channels
 
+    @property
+    def event_dim(self) -> int:
+        """Values per image (what the epoch loop calls an event's width)."""
+        return self.dims
+
+    @property
+    def context_dim(self) -> int:
+        """0: an image flow is unconditional."""
+        return 0
+
 
 def max_scales(height: int, width: int, smallest_side: int = 4) -> int:
     """The most scales whose last one still has a side of at least `smallest_side` (or
