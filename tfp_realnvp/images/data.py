@@ -15,13 +15,14 @@ SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def is_image_source(source: str | os.PathLike) -> bool:
-    """Whether `fit --data` names images: the built-in set, a folder, or a `.npy` of rank 4."""
+    """Whether `fit --data` names images: the built-in set, a folder holding PNG/JPEG
+    files, or a `.npy` of rank 4."""
     text = str(source)
     if text == BUILTIN:
         return True
     path = Path(text)
     if path.is_dir():
-        return True
+        return any(p.suffix.lower() in SUFFIXES for p in path.iterdir())
     if path.suffix.lower() == ".npy" and path.is_file():
         return len(np.load(path, mmap_mode="r").shape) == 4
     return False
