@@ -99,7 +99,7 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
         given = {k: v for k, v in options.items() if v is not None}
         images_cli.fit_images(data_file, run_dir, levels, quiet,
                               {**given, **({"seed": seed} if _seed_given(ctx) else {})},
-                              _default_run_dir)
+                              _default_run_dir, export_base)
         return
     kinds_given = [f"--{k}" for k, v in (("categorical", categorical), ("numeric", numeric),
                                          ("ignore", ignore)) if v is not None]

@@ -30,9 +30,11 @@ def is_image_model(path: Path) -> bool:
 
 
 def fit_images(data_file: Path, run_dir: Path | None, levels: int | None, quiet: bool,
-               settings: dict[str, Any], default_run_dir) -> None:
+               settings: dict[str, Any], default_run_dir,
+               export_base: Path | None = None) -> None:
     """`fit --data IMAGES`: reads them, trains the default image flow (options given win),
-    reports nats per image and bits/dim of the validation images."""
+    reports nats per image and bits/dim of the validation images (and exports the run to
+    EXPORT/realnvp/<next version> with `--export`)."""
     with reported_errors():
         images, count, data_info = data_lib.read_images(data_file, levels)
         start_tensorflow()
@@ -52,6 +54,18 @@ def fit_images(data_file: Path, run_dir: Path | None, levels: int | None, quiet:
     nll = metrics["best_validation_nll"]
     click.echo(f"best validation NLL: {nll:.4f} nats per image, "
                f"{bits_per_dim(nll, dims):.4f} bits/dim")
+    if export_base is not None:
+        export(result.run_dir, export_base, "realnvp", None)
+
+
+def export(source: Path, base_dir: Path, name: str, version: int | None) -> None:
+    """`export` of an image run: the SavedModel with its image signatures."""
+    with reported_errors():
+        start_tensorflow()
+        from tfp_realnvp.images.serving import export_images
+
+        target = export_images(source, base_dir, name=name, version=version)
+    click.echo(f"exported SavedModel: {target}")
 
 
 def _load(model_dir: Path):

@@ -51,6 +51,9 @@ def export_and_report(source: Path, base_dir: Path, name: str, version: int | No
               help="Integer version (default: the next free one); never overwritten.")
 def export(source: Path, base_dir: Path, name: str, version: int | None) -> None:
     """Export a trained run as a TF Serving SavedModel at BASE_DIR/NAME/VERSION."""
+    if images_cli.is_image_model(source):
+        images_cli.export(source, base_dir, name, version)
+        return
     _check_model(source)
     export_and_report(source, base_dir, name, version)
 
