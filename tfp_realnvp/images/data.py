@@ -24,7 +24,10 @@ def is_image_source(source: str | os.PathLike) -> bool:
     if path.is_dir():
         return any(p.suffix.lower() in SUFFIXES for p in path.iterdir())
     if path.suffix.lower() == ".npy" and path.is_file():
-        return len(np.load(path, mmap_mode="r").shape) == 4
+        try:
+            return len(np.load(path, mmap_mode="r").shape) == 4
+        except (ValueError, OSError, EOFError):
+            return False  # unreadable: the table reader says why
     return False
 
 
