@@ -114,3 +114,21 @@ def test_a_folder_of_pngs_is_read_in_name_order(tmp_path):
     np.testing.assert_array_equal(read, images.astype(np.float32))
     digits, levels, _ = data_lib.read_images(data_lib.BUILTIN)
     assert digits.shape == (1797, 8, 8, 1) and levels == 17 and digits.max() == 16
+
+
+
+def test_export_then_info_and_sample_from_the_export(image_run, tmp_path):
+    run, _, _ = image_run
+    result = invoke("export", run, tmp_path / "models", "--name", "tiny")
+    assert result.exit_code == 0, result.output
+    version = tmp_path / "models" / "tiny" / "1"
+    assert f"exported SavedModel: {version}" in result.output
+    result = invoke("info", version.parent)
+    assert result.exit_code == 0, result.output
+    assert "image model (RealNVP multi-scale) export" in result.output
+    assert "signatures: serving_default, log_prob, sample, encode, decode" in result.output
+    for source, name in ((run, "run.npy"), (version, "export.npy")):
+        result = invoke("sample", source, "-n", 3, "--seed", 5, "-o", tmp_path / name)
+        assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(np.load(tmp_path / "export.npy"), np.load(tmp_path / "run.npy"),
+                               rtol=1e-5, atol=1e-4)

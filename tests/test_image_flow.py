@@ -261,3 +261,18 @@ def test_the_sizing_rule():
     assert (cifar.num_scales, cifar.filters, cifar.num_blocks) == (4, 64, 2)
     assert config_lib.choose((6, 10, 3), 100, 256)[0].num_scales == 1
     assert config_lib.bits_per_dim(64 * np.log(2.0), 64) == pytest.approx(1.0)
+
+
+def test_a_fresh_flow_scores_in_level_units_with_the_logit_jacobian_counted():
+    """Couplings at the identity, actnorm not set: log p(x) = sum log N(logit(p)) +
+    sum log((1 - 2a) / (L p (1 - p))), p = a + (1 - 2a) x / L, by hand in float64."""
+    config = IMAGE_SUITE["4x4x1"]
+    flow = build_image_flow(config)
+    x = images(config, 2, seed=4).astype(np.float64)
+    a, levels = config.alpha, config.levels
+    p = a + (1 - 2 * a) * x / levels
+    y = np.log(p) - np.log1p(-p)
+    expected = (-0.5 * y ** 2 - 0.5 * np.log(2 * np.pi)
+                + np.log((1 - 2 * a) / (levels * p * (1 - p)))).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(flow.log_prob(x.astype(np.float32)).numpy(), expected,
+                               rtol=1e-5)

@@ -26,7 +26,8 @@ def is_image_data(data_file: Path | None) -> bool:
 
 
 def is_image_model(path: Path) -> bool:
-    return runs.is_image_run(path)
+    """Whether `path` is an image run or an image export."""
+    return runs.is_image_model(path)
 
 
 def fit_images(data_file: Path, run_dir: Path | None, levels: int | None, quiet: bool,
@@ -69,10 +70,13 @@ def export(source: Path, base_dir: Path, name: str, version: int | None) -> None
 
 
 def _load(model_dir: Path):
+    """(flow, config) of an image run or export."""
     start_tensorflow()
-    from tfp_realnvp.images.runs import load_image_flow
+    if runs.is_image_run(model_dir):
+        return runs.load_image_flow(model_dir), runs.read_image_config(model_dir)
+    from tfp_realnvp.images.serving import load_image_export
 
-    return load_image_flow(model_dir), runs.read_image_config(model_dir)
+    return load_image_export(model_dir), runs.read_image_config(model_dir)
 
 
 def sample(model_dir: Path, num_samples: int, seed: int, output: Path | None,
@@ -124,28 +128,40 @@ def evaluate(model_dir: Path, data_file: Path, as_json: bool) -> None:
 
 
 def info(path: Path, as_json: bool) -> None:
-    """`info` of an image run: the model's kind, image shape, levels, architecture, metrics."""
+    """`info` of an image run or export: the model's kind, image shape, levels,
+    architecture, metrics (no TensorFlow)."""
     from tfp_realnvp.info import METRIC_KEYS
-    from tfp_realnvp.rundir import RunDir
+    from tfp_realnvp.rundir import ASSETS_EXTRA, METRICS_FILE, RunDir
 
     with reported_errors():
         config = runs.read_image_config(path)
-        run = RunDir(path)
-        stored = run.read_config()
-        metrics = run.read_metrics()
-    summary = {"kind": "run", "model": "image", "path": str(path),
-               "image_shape": list(config.shape), "levels": config.levels,
-               "image": config.to_dict(), "train": stored.train.to_dict(),
-               "data": stored.data, "auto": stored.auto,
-               "metrics": {k: metrics[k] for k in METRIC_KEYS if k in metrics} or None}
+        summary = {"kind": "run", "model": "image", "path": str(path),
+                   "image_shape": list(config.shape), "levels": config.levels,
+                   "image": config.to_dict()}
+        if runs.is_image_run(path):
+            run = RunDir(path)
+            stored = run.read_config()
+            metrics = run.read_metrics()
+            summary.update(train=stored.train.to_dict(), data=stored.data, auto=stored.auto)
+        else:
+            version_dir = runs.image_export_dir(path)
+            file = version_dir / ASSETS_EXTRA / METRICS_FILE
+            metrics = json.loads(file.read_text()) if file.is_file() else {}
+            export_info = json.loads((version_dir / ASSETS_EXTRA / "export_info.json")
+                                     .read_text())
+            summary.update(kind="export", path=str(version_dir),
+                           signatures=export_info.get("signatures"))
+        summary["metrics"] = {k: metrics[k] for k in METRIC_KEYS if k in metrics} or None
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
     best = summary["metrics"] and summary["metrics"].get("best_validation_nll")
-    click.echo(f"image model (RealNVP multi-scale) run: {path}")
+    click.echo(f"image model (RealNVP multi-scale) {summary['kind']}: {summary['path']}")
     click.echo(f"images: {config.height}x{config.width}x{config.channels}, {config.levels} "
                f"levels; {config.num_scales} scales, {config.filters} filters, "
                f"{config.num_blocks} residual block(s)")
+    if "signatures" in summary:
+        click.echo(f"signatures: {', '.join(summary['signatures'] or [])}")
     if best is not None:
         click.echo(f"best validation NLL: {best:.4f} nats per image, "
                    f"{bits_per_dim(best, config.dims):.4f} bits/dim")

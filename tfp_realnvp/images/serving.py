@@ -28,7 +28,7 @@ from tfp_realnvp.files import atomic_write
 from tfp_realnvp.images import runs
 from tfp_realnvp.images.config import ImageConfig
 from tfp_realnvp.images.model import build_image_flow, decode, encode, sample_images
-from tfp_realnvp.rundir import ASSETS_EXTRA, METRICS_FILE, RunDir, export_version_dir
+from tfp_realnvp.rundir import ASSETS_EXTRA, METRICS_FILE, RunDir
 from tfp_realnvp.serving_flow import checked_sample_request
 
 tfd = tfp.distributions
@@ -132,11 +132,11 @@ def load_image_export(path: str | os.PathLike) -> tfd.Distribution:
     the latest), rebuilt from image.json with the SavedModel's variables."""
     from tfp_realnvp.rundir import restore_weights
 
-    version_dir = export_version_dir(path)
-    config_file = None if version_dir is None else version_dir / ASSETS_EXTRA / runs.IMAGE_FILE
-    if config_file is None or not config_file.is_file():
+    version_dir = runs.image_export_dir(path)
+    if version_dir is None:
         raise ModelNotFoundError(f"{path}: not an image export (no {ASSETS_EXTRA}/"
                                  f"{runs.IMAGE_FILE}).")
+    config_file = version_dir / ASSETS_EXTRA / runs.IMAGE_FILE
     flow = build_image_flow(ImageConfig.from_json(config_file.read_text()))
     restore_weights(flow, version_dir / "variables" / "variables")
     return flow
