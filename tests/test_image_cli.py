@@ -132,3 +132,12 @@ def test_export_then_info_and_sample_from_the_export(image_run, tmp_path):
         assert result.exit_code == 0, result.output
     np.testing.assert_allclose(np.load(tmp_path / "export.npy"), np.load(tmp_path / "run.npy"),
                                rtol=1e-5, atol=1e-4)
+
+
+def test_plot_draws_an_image_run_and_refuses_to_resume_it(image_run, tmp_path):
+    run, data, _ = image_run
+    result = invoke("plot", run, "-o", tmp_path / "run.png")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "run.png").size[0] > 600
+    result = invoke("fit", "--resume", "--out", run)
+    assert result.exit_code == 2 and "Resuming an image run is not supported yet" in result.output

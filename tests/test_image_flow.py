@@ -276,3 +276,13 @@ def test_a_fresh_flow_scores_in_level_units_with_the_logit_jacobian_counted():
                 + np.log((1 - 2 * a) / (levels * p * (1 - p)))).sum(axis=(1, 2, 3))
     np.testing.assert_allclose(flow.log_prob(x.astype(np.float32)).numpy(), expected,
                                rtol=1e-5)
+
+
+def test_scale_latents_cut_the_latent_as_the_encoder_factored_it_out():
+    from tfp_realnvp.images.plots import scale_latents, space_to_depth
+
+    z = np.random.default_rng(0).normal(size=(2, 8, 8, 1))
+    np.testing.assert_array_equal(space_to_depth(z), tf.nn.space_to_depth(z, 2).numpy())
+    parts = scale_latents(z, 3)
+    assert [p.shape[1:] for p in parts] == [(4, 4, 2), (2, 2, 4), (2, 2, 4)]
+    assert sum(p[0].size for p in parts) == 64

@@ -32,10 +32,11 @@ def is_image_model(path: Path) -> bool:
 
 def fit_images(data_file: Path, run_dir: Path | None, levels: int | None, quiet: bool,
                settings: dict[str, Any], default_run_dir,
-               export_base: Path | None = None) -> None:
+               export_base: Path | None = None, plot_file: str | None = None) -> None:
     """`fit --data IMAGES`: reads them, trains the default image flow (options given win),
-    reports nats per image and bits/dim of the validation images (and exports the run to
-    EXPORT/realnvp/<next version> with `--export`)."""
+    reports nats per image and bits/dim of the validation images (then draws the run into
+    RUN_DIR/`plot_file` with `--plot`, exports it to EXPORT/realnvp/<next version> with
+    `--export`)."""
     with reported_errors():
         images, count, data_info = data_lib.read_images(data_file, levels)
         start_tensorflow()
@@ -55,8 +56,32 @@ def fit_images(data_file: Path, run_dir: Path | None, levels: int | None, quiet:
     nll = metrics["best_validation_nll"]
     click.echo(f"best validation NLL: {nll:.4f} nats per image, "
                f"{bits_per_dim(nll, dims):.4f} bits/dim")
+    if plot_file is not None:
+        plot(result.run_dir, result.run_dir / plot_file, None, 0)
     if export_base is not None:
         export(result.run_dir, export_base, "realnvp", None)
+
+
+def plot(model_dir: Path, output: Path, data_file: Path | None, seed: int) -> None:
+    """`plot` of an image model: data, samples, each scale's latents, the NLL history."""
+    from tfp_realnvp.rundir import RunDir
+
+    with reported_errors():
+        config = runs.read_image_config(model_dir)
+        if data_file is None and not runs.is_image_run(model_dir):
+            raise click.UsageError("An export does not hold its images: pass them with "
+                                   "--data.")
+        if data_file is None:
+            data_file = Path(RunDir(model_dir).read_config().data["source"])
+        images, _, _ = data_lib.read_images(data_file, config.levels)
+        flow, _ = _load(model_dir)
+        from tfp_realnvp.images.plots import plot_image_model
+        from tfp_realnvp.plots import save_png
+
+        metrics = RunDir(model_dir).read_metrics() if runs.is_image_run(model_dir) else None
+        save_png(plot_image_model(flow, config, images, metrics, seed, title=str(model_dir)),
+                 output)
+    click.echo(f"figure: {output}")
 
 
 def export(source: Path, base_dir: Path, name: str, version: int | None) -> None:

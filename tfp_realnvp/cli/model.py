@@ -195,6 +195,12 @@ def plot(model_dir: Path, output: Path | None, columns: tuple[int, ...] | None,
     """
     if output is not None and output.suffix.lower() != ".png":
         raise click.UsageError(f"--output must end in .png; got {output.name!r}.")
+    if images_cli.is_image_model(model_dir):
+        if output is None and not images_cli.runs.is_image_run(model_dir):
+            raise click.UsageError("An export is never written into: name the PNG with -o "
+                                   "FILE.png.")
+        images_cli.plot(model_dir, output or model_dir / PLOT_FILE, data_file, seed)
+        return
     _check_model(model_dir)
     with reported_errors():
         check_data_file(data_file)
