@@ -134,10 +134,26 @@ def test_export_then_info_and_sample_from_the_export(image_run, tmp_path):
                                rtol=1e-5, atol=1e-4)
 
 
-def test_plot_draws_an_image_run_and_refuses_to_resume_it(image_run, tmp_path):
-    run, data, _ = image_run
+def test_plot_draws_an_image_run(image_run, tmp_path):
+    run, _, _ = image_run
     result = invoke("plot", run, "-o", tmp_path / "run.png")
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "run.png").size[0] > 600
-    result = invoke("fit", "--resume", "--out", run)
-    assert result.exit_code == 2 and "Resuming an image run is not supported yet" in result.output
+
+
+def test_resume_continues_an_image_run_on_its_own_images(tmp_path):
+    data = tmp_path / "tiny.npy"
+    np.save(data, tiny_images(seed=1))
+    run = tmp_path / "run"
+    assert invoke("fit", "--data", data, "--out", run, "--epochs", 1, "--batch-size", 16,
+                  "--quiet").exit_code == 0
+    result = invoke("fit", "--resume", "--out", run, "--epochs", 2, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "epochs: 2 (best" in result.output
+    history = json.loads((run / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    result = invoke("fit", "--resume", "--out", run, "--learning-rate", 0.1)
+    assert result.exit_code == 1 and "cannot change ['learning_rate']" in result.output
+    np.save(data, tiny_images(seed=2))
+    result = invoke("fit", "--resume", "--out", run, "--epochs", 3)
+    assert result.exit_code == 1 and "was trained on other images" in result.output

@@ -102,7 +102,9 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
                               _default_run_dir, export_base, PLOT_FILE if plot else None)
         return
     if resume and run_dir is not None and images_cli.is_image_model(run_dir):
-        raise click.UsageError("Resuming an image run is not supported yet; start a new run.")
+        images_cli.resume(run_dir, data_file, quiet,
+                          {k: v for k, v in options.items() if v is not None})
+        return
     kinds_given = [f"--{k}" for k, v in (("categorical", categorical), ("numeric", numeric),
                                          ("ignore", ignore)) if v is not None]
     if kinds_given and (resume or data_file is None):

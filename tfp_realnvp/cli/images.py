@@ -84,6 +84,31 @@ def plot(model_dir: Path, output: Path, data_file: Path | None, seed: int) -> No
     click.echo(f"figure: {output}")
 
 
+def resume(run_dir: Path, data_file: Path | None, quiet: bool,
+           changes: dict[str, Any]) -> None:
+    """`fit --resume` of an image run: its own images (recorded source, or --data)."""
+    with reported_errors():
+        from tfp_realnvp.rundir import RunDir
+
+        config = runs.read_image_config(run_dir)
+        source = data_file or RunDir(run_dir).read_config().data.get("source")
+        if source is None:
+            raise DataError(f"{run_dir} records no image source; pass its images with --data.")
+        images, _, _ = data_lib.read_images(source, config.levels)
+        start_tensorflow()
+        from tfp_realnvp.images.train import resume_images
+
+        with progress(changes.get("epochs"), quiet, recorded_budget(run_dir),
+                      recorded_wall_time(run_dir)) as on_epoch:
+            result = resume_images(run_dir, images, on_epoch=on_epoch, **changes)
+    metrics = result.metrics
+    click.echo(f"run directory: {result.run_dir}")
+    click.echo(f"epochs: {metrics['epochs_run']} (best {metrics['best_epoch']}, stopped by "
+               f"{metrics['stop_reason']}); best validation NLL: "
+               f"{metrics['best_validation_nll']:.4f} nats per image, "
+               f"{bits_per_dim(metrics['best_validation_nll'], config.dims):.4f} bits/dim")
+
+
 def export(source: Path, base_dir: Path, name: str, version: int | None) -> None:
     """`export` of an image run: the SavedModel with its image signatures."""
     with reported_errors():

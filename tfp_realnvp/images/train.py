@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from tfp_realnvp import prepare as prepare_lib
 from tfp_realnvp.config import TrainConfig
-from tfp_realnvp.errors import DataError
+from tfp_realnvp.config import settings as config_settings
+from tfp_realnvp.errors import ConfigError, DataError
 from tfp_realnvp.images import config as config_lib
 from tfp_realnvp.images import runs
 from tfp_realnvp.images.config import ImageConfig
@@ -117,6 +118,38 @@ def fit_images(levels: np.ndarray, num_levels: int, run_dir: str | Path,
     trainer = ImageTrainer(image_config, train_config, prepared, strategy or make_strategy())
     result = train(trainer, run, on_epoch, history=[])
     return dataclasses.replace(result, run_dir=Path(run_dir))
+
+
+def resume_images(run_dir: str | Path, levels: np.ndarray,
+                  on_epoch: Callable[[EpochMetrics], None] | None = None,
+                  strategy: tf.distribute.Strategy | None = None,
+                  **changes: Any) -> FitResult:
+    """Continues an image run from its latest checkpoint on the same images (checked by
+    their sha256); `changes` may set the resumable `TrainConfig` fields (`epochs`,
+    `patience`, `checkpoint_every`, `time_budget`), recorded in config.json."""
+    run = RunDir(Path(run_dir))
+    stored = run.read_config()
+    resumable = {field.name for field, rule in config_settings(TrainConfig) if rule.resumable}
+    fixed = sorted(k for k, v in changes.items()
+                   if k not in resumable and v != getattr(stored.train, k, object()))
+    if fixed:
+        raise ConfigError(f"A resumed run keeps its architecture and optimisation; cannot "
+                          f"change {fixed}. Only {sorted(resumable)} may change.")
+    train_config = stored.train.replace(**{k: v for k, v in changes.items() if k in resumable})
+    if train_config != stored.train:
+        run.write_config(dataclasses.replace(stored, train=train_config))
+    prepared = prepare_images(levels, train_config)
+    if prepared.hashes["sha256"] != stored.data.get("sha256", prepared.hashes["sha256"]):
+        raise DataError(f"{run.path} was trained on other images "
+                        f"({stored.data.get('source', 'unknown')}); resume it with its own.")
+    trainer = ImageTrainer(runs.read_image_config(run.path), train_config, prepared,
+                           strategy or make_strategy())
+    manager = trainer.checkpoint_manager(run)
+    history: list[dict[str, Any]] = []
+    if manager.latest_checkpoint:
+        trainer.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+        history = run.read_metrics().get("history", [])[: int(trainer.state.epoch.numpy())]
+    return dataclasses.replace(train(trainer, run, on_epoch, history), run_dir=Path(run_dir))
 
 
 def _fields(cls: type) -> set[str]:
