@@ -16,11 +16,6 @@ from tfp_realnvp.errors import ConfigError
 tfb = tfp.bijectors
 
 
-def _sum_image(values: tf.Tensor) -> tf.Tensor:
-    """Sums the last three axes (one image's pixels and channels)."""
-    return tf.reduce_sum(values, axis=[-3, -2, -1])
-
-
 class LogitPixels(tfb.Bijector):
     """Dequantised pixels in `[0, L]` to logit space (RealNVP's pre-processing).
 
