@@ -1,4 +1,5 @@
-"""The CLI's image models: `fit --data` of images, and `sample`, `evaluate`, `info` of a run."""
+"""The CLI's image models: `fit --data` of images (and `--resume`), and `sample`, `evaluate`,
+`plot`, `export`, `info` of an image run or export."""
 
 from __future__ import annotations
 
