@@ -105,7 +105,8 @@ def fit_images(levels: np.ndarray, num_levels: int, run_dir: str | Path,
                          TrainConfig)
     unknown = sorted(set(settings) - _fields(ImageConfig) - _fields(TrainConfig))
     if unknown:
-        raise DataError(f"Unknown settings {unknown} for an image model.")
+        raise ConfigError(f"Settings {unknown} are not an image model's; it takes "
+                          f"{sorted(_fields(ImageConfig) | _fields(TrainConfig))}.")
     prepared = prepare_images(levels, train_config)
     run = RunDir(Path(run_dir))
     run.create()
