@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-_SUBMODULES = ("bigtable", "maf", "notebook", "options", "peers", "profile", "quality", "report",
-               "scaling", "speed", "subjects", "throughput", "time_to_quality", "timing")
+_SUBMODULES = ("bigtable", "images", "maf", "notebook", "options", "peers", "profile", "quality",
+               "report", "scaling", "speed", "subjects", "throughput", "time_to_quality", "timing")
 
 
 def __getattr__(name: str) -> ModuleType:

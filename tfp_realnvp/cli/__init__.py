@@ -8,7 +8,8 @@ TensorFlow is imported only by a command that needs it, once its arguments and p
 checked (`runtime.start_tensorflow`): `--help`, `--version` and `info` never load it.
 
 Modules: `fit` (train, resume), `model` (sample, evaluate, export, plot, info), `bench`
-(the benchmarks), `options`, `runtime`, `tables` (reading the data files).
+(the benchmarks), `options`, `runtime`, `tables` (reading the data files), `images` (the
+same commands for image models).
 """
 
 from __future__ import annotations

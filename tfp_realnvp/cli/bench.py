@@ -138,3 +138,26 @@ def bench_speed(models: tuple[str, ...], scaling_dims: tuple[int, ...],
             result["big_table"] = tfp_realnvp.bench.bigtable.run_big_table(
                 big_table_rows, big_table_columns, big_table_budget)
     click.echo(json.dumps(result, indent=2) if as_json else speed.format_report(result))
+
+
+@bench.command("images")
+@click.option("--seeds", default="0", show_default=True, callback=int_list,
+              help="Comma-separated seeds (each: bench quality's digits split of that seed).")
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True),
+              help="Seconds of training per seed (default: the image default's).")
+@click.option("--max-epochs", type=click.IntRange(min=1), help="Cap the epochs (a quick run).")
+def bench_images(seeds: tuple[int, ...], time_budget: float | None,
+                 max_epochs: int | None) -> None:
+    """The image model on the 8x8 digits as images: held-out nats per image (the units of
+    bench quality's digits rows, pixels + U(0, 1)) and bits/dim of the discrete pixels."""
+    start_tensorflow()
+    from tfp_realnvp.bench.images import digits_image_nll
+
+    settings = {**({} if time_budget is None else {"time_budget": time_budget}),
+                **({} if max_epochs is None else {"epochs": max_epochs})}
+    click.echo("seed  nats/image  bits/dim  epochs  seconds")
+    for seed in seeds:
+        with reported_errors():
+            record = digits_image_nll(seed, settings)
+        click.echo(f"{seed:>4}  {record['test_nll']:>10.2f}  {record['bits_per_dim']:>8.3f}  "
+                   f"{record['epochs']:>6}  {record['seconds']:>7.1f}")

@@ -11,6 +11,7 @@ import click
 
 import tfp_realnvp
 from tfp_realnvp import auto as auto_lib
+from tfp_realnvp.cli import images as images_cli
 from tfp_realnvp.cli.model import PLOT_FILE, export_and_report, plot_and_report
 from tfp_realnvp.cli.options import config_file_defaults, config_options
 from tfp_realnvp.cli.progress import recorded_budget, recorded_wall_time
@@ -38,7 +39,11 @@ from tfp_realnvp.errors import DataError
 @click.option("--noise", type=click.FloatRange(min=0), default=0.05, show_default=True,
               help="Noise of the toy set.")
 @click.option("--data", "data_file", type=click.Path(path_type=Path),
-              help="Train on this CSV or .npy table (rows = samples, >= 2 numeric columns).")
+              help="Train on this CSV or .npy table (rows = samples, >= 2 numeric columns), "
+                   "or on images: a .npy of [N, H, W, C], a folder of PNG/JPEG files of one "
+                   "size, or digits-images (scikit-learn's 8x8 digits).")
+@click.option("--levels", type=click.IntRange(min=2),
+              help="Images: the number of levels of float images (uint8 ones have 256).")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory (default: runs/<data>-<timestamp>).")
 @click.option("--resume", is_flag=True,
@@ -79,7 +84,8 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
         drop_nonfinite: bool, dataset: str, num_points: int, noise: float, seed: int,
         strategy: str, quiet: bool, export_base: Path | None, plot: bool, tensorboard: bool,
         context_spec: str | None, categorical: str | None, numeric: str | None,
-        ignore: str | None, missing: str, explain: bool, **options: Any) -> None:
+        ignore: str | None, missing: str, explain: bool, levels: int | None,
+        **options: Any) -> None:
     """Train a flow. With no arguments: two moons (3000 points, noise 0.05).
 
     Settings not given are chosen from the table's shape (options marked `auto` below;
@@ -89,6 +95,16 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
     columns the run models log P(categories) + log p(numbers | categories).
     """
     _check_arguments(resume, run_dir, strategy, context_spec, data_file)
+    if not resume and not explain and images_cli.is_image_data(data_file):
+        given = {k: v for k, v in options.items() if v is not None}
+        images_cli.fit_images(data_file, run_dir, levels, quiet,
+                              {**given, **({"seed": seed} if _seed_given(ctx) else {})},
+                              _default_run_dir, export_base, PLOT_FILE if plot else None)
+        return
+    if resume and run_dir is not None and images_cli.is_image_model(run_dir):
+        images_cli.resume(run_dir, data_file, quiet,
+                          {k: v for k, v in options.items() if v is not None})
+        return
     kinds_given = [f"--{k}" for k, v in (("categorical", categorical), ("numeric", numeric),
                                          ("ignore", ignore)) if v is not None]
     if kinds_given and (resume or data_file is None):

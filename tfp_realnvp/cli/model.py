@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 import tfp_realnvp
+from tfp_realnvp.cli import images as images_cli
 from tfp_realnvp.cli import table_model
 from tfp_realnvp.cli.options import int_list
 from tfp_realnvp.cli.runtime import reported_errors, start_tensorflow
@@ -50,6 +51,9 @@ def export_and_report(source: Path, base_dir: Path, name: str, version: int | No
               help="Integer version (default: the next free one); never overwritten.")
 def export(source: Path, base_dir: Path, name: str, version: int | None) -> None:
     """Export a trained run as a TF Serving SavedModel at BASE_DIR/NAME/VERSION."""
+    if images_cli.is_image_model(source):
+        images_cli.export(source, base_dir, name, version)
+        return
     _check_model(source)
     export_and_report(source, base_dir, name, version)
 
@@ -64,10 +68,16 @@ def export(source: Path, base_dir: Path, name: str, version: int | None) -> None
               help="Write to FILE.csv, FILE.parquet or FILE.npy (by extension); default: CSV "
               "on stdout (with a header for a table model).")
 @click.option("--context", "context_arg", help=CONTEXT_HELP)
+@click.option("--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Image models: latents drawn from N(0, T^2 I) (T < 1: smoother images).")
 def sample(model_dir: Path, num_samples: int, seed: int, output: Path | None,
-           context_arg: str | None) -> None:
+           context_arg: str | None, temperature: float) -> None:
     """Draw samples (in data units) from a run directory or an export; a table model's
-    rows carry its column names and category labels."""
+    rows carry its column names and category labels; an image model writes a PNG grid or
+    a .npy of images."""
+    if images_cli.is_image_model(model_dir):
+        images_cli.sample(model_dir, num_samples, seed, output, temperature)
+        return
     table_model.check_sample_output(output)
     _check_model(model_dir)
     with reported_errors():
@@ -102,7 +112,7 @@ def sample(model_dir: Path, num_samples: int, seed: int, output: Path | None,
 @click.command()
 @click.argument("model_dir", type=MODEL_DIR)
 @click.option("--data", "data_file", type=click.Path(path_type=Path), required=True,
-              help="CSV or .npy table to score.")
+              help="CSV or .npy table to score (an image model: images, as fit reads them).")
 @click.option("--per-row", "per_row_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write each row's NLL (an anomaly score), in the rows' order, to "
               "FILE.csv, FILE.parquet or FILE.npy (a row not scored: NaN).")
@@ -120,8 +130,12 @@ def evaluate(model_dir: Path, data_file: Path, per_row_file: Path | None, with_c
     columns of --data that were the context in its training table (by header name, else
     by position). A table model (categorical columns) finds its columns by name, counts
     unseen labels, sums out missing categories, and reports -log P(c) and -log p(x | c);
-    rows with a missing number are reported apart, never averaged in.
+    rows with a missing number are reported apart, never averaged in. An image model scores
+    images (--data as `fit` reads them) in nats per image and bits/dim.
     """
+    if images_cli.is_image_model(model_dir):
+        images_cli.evaluate(model_dir, data_file, as_json)
+        return
     table_model.check_per_row(per_row_file, with_columns, context_arg)
     _check_model(model_dir)
     with reported_errors():
@@ -181,6 +195,12 @@ def plot(model_dir: Path, output: Path | None, columns: tuple[int, ...] | None,
     """
     if output is not None and output.suffix.lower() != ".png":
         raise click.UsageError(f"--output must end in .png; got {output.name!r}.")
+    if images_cli.is_image_model(model_dir):
+        if output is None and not images_cli.runs.is_image_run(model_dir):
+            raise click.UsageError("An export is never written into: name the PNG with -o "
+                                   "FILE.png.")
+        images_cli.plot(model_dir, output or model_dir / PLOT_FILE, data_file, seed)
+        return
     _check_model(model_dir)
     with reported_errors():
         check_data_file(data_file)
@@ -239,6 +259,9 @@ def _plot_rows(model, data_file: Path | None):
 def info(path: Path, as_json: bool) -> None:
     """What a run directory or an export holds: configuration, dimension, signatures,
     metrics, and the TensorFlow / TFP versions that wrote it."""
+    if images_cli.is_image_model(path):
+        images_cli.info(path, as_json)
+        return
     library = tfp_realnvp.info
     with reported_errors():
         if library.needs_tensorflow(path):  # an export without an intact signatures.json

@@ -72,7 +72,7 @@ class Trainer:
             self.schedule = (None if train_config.schedule == "constant" else
                              schedule_lib.SegmentedCosine(train_config.learning_rate,
                                                           self.steps_per_epoch))
-            self.flow = build_flow(flow_config)
+            self.flow = self.make_flow()
             self.stacked = stacked_flow(self.flow)
             self.variables = list(self.stacked.trainable_variables)
             self.optimizer = tf_keras.optimizers.AdamW(
@@ -93,6 +93,10 @@ class Trainer:
         self.validation_nll = tf.function(self._validation_nll_fn)
         self.keep_best = tf.function(self._keep_best_fn)
         self.restore_best = tf.function(self._restore_best_fn)
+
+    def make_flow(self) -> tfd.Distribution:
+        """The flow this trainer trains (built inside the strategy's scope)."""
+        return build_flow(self.flow_config)
 
     def _set_validation_rows(self) -> None:
         members = self.prepared.members

@@ -1,0 +1,102 @@
+"""Export of an image flow: its signatures through tf.saved_model.load and the TF1 session
+loader TF Serving uses (a TensorFlow-only process), and `load_image_export` round trip."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from serving_checks import run_tf1_loader
+
+from tfp_realnvp.errors import ModelNotFoundError, RunExistsError
+from tfp_realnvp.images.config import ImageConfig
+from tfp_realnvp.images.model import (
+    build_image_flow,
+    decode,
+    encode,
+    initialize_actnorms,
+    sample_images,
+)
+from tfp_realnvp.images.serving import export_images, load_image_export
+
+CONFIG = ImageConfig(height=4, width=4, channels=2, levels=17, filters=4, checkerboard=2,
+                     channel=2, last_checkerboard=2)
+SEED = [7, 11]
+
+
+def trained_like_flow():
+    """The config's flow with actnorms from data and every weight moved off the identity."""
+    flow = build_image_flow(CONFIG)
+    rng = np.random.default_rng(0)
+    initialize_actnorms(flow, rng.uniform(0, 17, size=(32, *CONFIG.shape)))
+    for variable in flow.trainable_variables:
+        variable.assign_add(0.1 * rng.standard_normal(variable.shape).astype(np.float32))
+    return flow
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    flow = trained_like_flow()
+    base = tmp_path_factory.mktemp("exports")
+    target = export_images(flow, base, name="digits", config=CONFIG)
+    x = np.random.default_rng(1).uniform(0.1, 16.9, size=(3, *CONFIG.shape)).astype(np.float32)
+    z = encode(flow, x).numpy()
+    log_prob = flow.log_prob(x).numpy()
+    expected = {
+        "log_prob": {"log_prob": log_prob,
+                     "bits_per_dim": -log_prob / (CONFIG.dims * math.log(2.0))},
+        "encode": {"z": z},
+        "decode": {"x": decode(flow, z).numpy()},
+        "sample": {"samples": sample_images(flow, 4, tf.constant(SEED), 0.5).numpy()},
+    }
+    inputs = {"log_prob": {"x": x}, "encode": {"x": x}, "decode": {"z": z},
+              "sample": {"num_samples": 4, "seed": SEED, "temperature": 0.5}}
+    return target, flow, expected, inputs
+
+
+def assert_match(got, expected):
+    for signature, outputs in expected.items():
+        for key, value in outputs.items():
+            np.testing.assert_allclose(np.asarray(got[signature][key]), value, rtol=1e-4,
+                                       atol=1e-3, err_msg=f"{signature}/{key}")
+
+
+def test_the_export_layout_and_its_records(exported):
+    target, _, _, _ = exported
+    assert target.name == "1" and (target / "saved_model.pb").is_file()
+    info = json.loads((target / "assets.extra" / "export_info.json").read_text())
+    assert info["model"] == "image" and info["image_shape"] == [4, 4, 2]
+    with pytest.raises(RunExistsError, match="already exists; versions are never overwritten"):
+        export_images(exported[1], target.parent.parent, name="digits", version=1,
+                      config=CONFIG)
+
+
+def test_signatures_through_saved_model_load_and_load_image_export(exported):
+    target, flow, expected, inputs = exported
+    model = tf.saved_model.load(str(target))
+    dtypes = {"num_samples": tf.int32, "seed": tf.int32}
+    got = {signature: {k: v.numpy() for k, v in model.signatures[signature](**{
+        k: tf.constant(v, dtypes.get(k, tf.float32)) for k, v in feed.items()}).items()}
+        for signature, feed in inputs.items()}
+    assert_match(got, expected)
+    default = model.signatures["serving_default"](x=tf.constant(inputs["log_prob"]["x"]))
+    np.testing.assert_allclose(default["log_prob"], expected["log_prob"]["log_prob"],
+                               rtol=1e-5)
+    with pytest.raises(Exception, match="check_x_is_batch_by_4x4x2"):
+        model.signatures["log_prob"](x=tf.zeros([1, 4, 4, 1]))
+    loaded = load_image_export(target.parent)
+    np.testing.assert_allclose(loaded.log_prob(inputs["log_prob"]["x"]).numpy(),
+                               expected["log_prob"]["log_prob"], rtol=1e-5)
+    with pytest.raises(ModelNotFoundError, match="not an image export"):
+        load_image_export(target / "variables")
+
+
+def test_signatures_through_the_tf1_session_loader(exported):
+    target, _, expected, inputs = exported
+    jobs = [{"path": str(target),
+             "inputs": {s: {k: np.asarray(v).tolist() for k, v in feed.items()}
+                        for s, feed in inputs.items()}}]
+    results, modules = run_tf1_loader(jobs)
+    assert modules == []  # TF Serving needs TensorFlow alone
+    assert_match(results[0], expected)
