@@ -256,8 +256,9 @@ def resume(
     prepared = prepare_lib.prepare(data, context, stored.flow, train_config, hashes)
     trainer = Trainer(stored.flow, train_config, prepared, strategy or make_strategy())
     if stored.flow.blend_components:
-        trainer.set_blend_mixtures(_blend_mixtures(prepared, stored.flow, train_config,
-                                                   stored.flow.blend_components))
+        trainer.set_blend_mixtures(_blend_mixtures(
+            prepared, stored.flow, train_config,
+            max(1, stored.flow.blend_components // blend_fit.BAGS)))
     manager = trainer.checkpoint_manager(run)
     history: list[dict[str, Any]] = []
     if manager.latest_checkpoint:
