@@ -72,6 +72,11 @@ def test_auto_blends_unconditional_tables_up_to_5000_rows():
         assert "blend" in auto.choose(rows, dim).reasons
         assert not auto.choose(rows, dim, conditional=True).flow.blend
     assert not auto.choose(5001, 2).flow.blend and not auto.choose(5001, 10).flow.blend
+    # 2 columns: 3 K-fold members when blended, every row held out once for the weight
+    assert auto.choose(3000, 2).flow.ensemble_size == 3
+    assert auto.choose(5001, 2).flow.ensemble_size == 1
+    assert auto.choose(5001, 2).train.time_budget == auto.TWO_COLUMN_BUDGET
+    assert auto.choose(3000, 2).train.time_budget == auto.DEFAULT_TIME_BUDGET
 
 
 @pytest.mark.parametrize("members", [1, 3])
