@@ -131,8 +131,8 @@ AUTOREGRESSIVE_MAX_ROWS = 5000  # the tables it was measured on: up to 1,438 row
 TWO_COLUMN_MEMBERS_REASON = (
     "3 K-fold members up to 5,000 rows (blended): each row is held out by one member, so "
     "the blend's weight is chosen on every row, not on a 10% split; measured (held-out "
-    "NLL, 45 s) on two moons seeds 0 / 3: 0.297 / 0.310 against 0.302 / 0.318 for one "
-    "blended flow and the tuned GMM's 0.306 / 0.317")
+    "NLL, 45 s) on two moons seeds 0 / 3: 0.297 / 0.310 against the tuned GMM's 0.306 / "
+    "0.317 (one blended flow on seed 3: 0.318, its weight misled by 300 held-out rows)")
 BLEND_MAX_ROWS = 5000  # the tables the blend was measured on: up to 3,000 rows
 BLEND_REASON = ("up to 5,000 rows without a context: after training, the flow is blended "
                 "with a Gaussian mixture fitted on the training rows, w p_flow + (1 - w) "
