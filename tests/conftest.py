@@ -17,6 +17,7 @@ from tfp_realnvp import FlowConfig, bijector_kwargs, build_flow, context_kwargs 
 from tfp_realnvp import base as base_lib  # noqa: E402
 from tfp_realnvp.base_fit import Mixture  # noqa: E402
 from tfp_realnvp.bijectors.ensemble import FoldAffine, stacked_flow  # noqa: E402
+from tfp_realnvp.blend import MixtureBlend  # noqa: E402
 
 # Must happen before TensorFlow initialises its devices: the MirroredStrategy tests need
 # two replicas, and a CI machine has one physical CPU device.
@@ -43,6 +44,13 @@ FLOW_SUITE = {
                                         base_components=2),
     "ensemble-conditional-2d": FlowConfig(event_dim=2, num_couplings=2, hidden_units=8,
                                           ensemble_size=2, context_dim=2),
+    "blend-spline-2d": FlowConfig(event_dim=2, num_couplings=2, hidden_units=8,
+                                  coupling="spline", spline_bins=5, blend=True,
+                                  blend_components=3),
+    "blend-autoregressive-ensemble-3d": FlowConfig(
+        event_dim=3, num_couplings=2, hidden_units=8, num_hidden_layers=1,
+        coupling="autoregressive", mixing="random", spline_bins=5, ensemble_size=2,
+        whiten=False, blend=True, blend_components=2),
     "autoregressive-conditional-ensemble-4d": FlowConfig(
         event_dim=4, num_couplings=2, hidden_units=8, num_hidden_layers=1,
         coupling="autoregressive", mixing="random", spline_bins=5, ensemble_size=2,
@@ -85,12 +93,18 @@ def suite_flow(name: str, seed: int = 0):
         for member in range(config.ensemble_size):
             base_lib.set_member_mixture(base, member, config.ensemble_size,
                                         random_mixture(rng, config))
+    if isinstance(flow, MixtureBlend):  # half the density from a mixture in data units
+        mixture = random_mixture(rng, config, config.blend_components)
+        flow.set_blend(Mixture(mixture.weights,
+                               mixture.means * config.data_scale + config.data_shift,
+                               mixture.covariances), 0.5)
     return config, flow
 
 
-def random_mixture(rng, config: FlowConfig) -> Mixture:
-    """A mixture of `config.base_components` well-separated Gaussians in latent units."""
-    k, dim = config.base_components, config.event_dim
+def random_mixture(rng, config: FlowConfig, components: int | None = None) -> Mixture:
+    """A mixture of `config.base_components` (or `components`) well-separated Gaussians
+    in latent units."""
+    k, dim = components or config.base_components, config.event_dim
     factors = rng.normal(size=(k, dim, dim)) * 0.3 + np.eye(dim)
     return Mixture(rng.dirichlet(np.ones(k) * 3), rng.normal(size=(k, dim)) * 1.5,
                    factors @ np.swapaxes(factors, 1, 2))

@@ -237,6 +237,8 @@ def test_fit_explain_prints_the_choice_for_the_data_and_writes_nothing(tmp_path)
     toy = invoke("fit", "--explain")
     assert toy.exit_code == 0 and toy.output.startswith(
         "moons (3000 points, noise 0.05): 3000 rows x 2 numeric columns")
-    assert "--time-budget: 35 (auto: 35 s of training for the whole fit)" in toy.output
+    assert "--time-budget: 45 (auto: 45 s of training for the whole fit)" in toy.output
+    assert "--ensemble-size: 3 (auto: 3 K-fold members up to 5,000 rows (blended)" \
+        in toy.output
     refused = invoke("fit", "--explain", "--resume", "--out", tmp_path / "run")
     assert refused.exit_code == 2 and "--explain describes a new run" in refused.output

@@ -149,7 +149,7 @@ def test_tf1_session_path_matches_and_signatures_are_predict(trained, fresh):
     assert_outputs_match(got, expected_outputs(flow, x, z))
 
 
-KINDS = ["ensemble-spline-lu-3d", "spline-lu-conditional-4d"]
+KINDS = ["ensemble-spline-lu-3d", "spline-lu-conditional-4d", "blend-spline-2d"]
 
 
 def capi_job(version_dir, x, z, num_samples=5, context=None) -> dict:
@@ -250,8 +250,8 @@ def test_conditional_export_takes_context_everywhere(capi_runs):
 
 @pytest.mark.parametrize("name", KINDS)
 def test_c_api_loader_runs_spline_lu_and_ensemble_exports(name, capi_runs):
-    """The new kinds (spline couplings, LU mixing, stacked ensembles) through the loader
-    TF Serving uses, warm-up replay included."""
+    """The new kinds (spline couplings, LU mixing, stacked ensembles, a flow blended with
+    a mixture) through the loader TF Serving uses, warm-up replay included."""
     got, expected = copy.deepcopy(capi_runs[name])
     event_dim = FLOW_SUITE[name].event_dim
     assert len(got.pop("warmup")) == 5

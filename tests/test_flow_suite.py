@@ -30,12 +30,15 @@ MODES = ["eager", "function"]
 def export_features(config: FlowConfig) -> set[tuple[str, object]]:
     """What an export of `config` exercises: its coupling, mixing and activation kinds,
     its base (Normal or mixture), whether it is conditional, an ensemble, and both (each
-    member given the context)."""
+    member given the context), and whether it is blended with a mixture (`MixtureBlend`),
+    one flow or an ensemble."""
     conditional, ensemble = config.context_dim > 0, config.ensemble_size > 1
     return {("coupling", config.coupling), ("mixing", config.mixing),
             ("activation", config.activation), ("conditional", conditional),
             ("ensemble", ensemble), ("conditional ensemble", conditional and ensemble),
-            ("mixture base", config.base_components > 1)}
+            ("mixture base", config.base_components > 1),
+            ("blend", config.blend_components > 0),
+            ("blended ensemble", config.blend_components > 0 and ensemble)}
 
 
 def covering(names: list[str]) -> list[str]:

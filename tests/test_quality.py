@@ -132,8 +132,8 @@ def test_auto_choice_is_recorded_and_explicit_settings_win(tmp_path):
 
 @pytest.mark.parametrize("rows, dim, members, coupling", [
     (150, 4, 3, "autoregressive"), (5000, 30, 3, "autoregressive"),
-    (3000, 2, 1, "spline"), (5001, 10, 10, "affine"), (20000, 10, 10, "affine"),
-    (100000, 10, 5, "affine"), (1_000_000, 10, 1, "affine")])
+    (3000, 2, 3, "spline"), (5001, 2, 1, "spline"), (5001, 10, 10, "affine"),
+    (20000, 10, 10, "affine"), (100000, 10, 5, "affine"), (1_000_000, 10, 1, "affine")])
 def test_auto_sizes_from_the_table_shape(rows, dim, members, coupling):
     choice = tfp_realnvp.auto.choose(rows, dim)
     assert choice.flow.ensemble_size == members and choice.flow.coupling == coupling

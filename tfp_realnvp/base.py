@@ -32,14 +32,22 @@ def make_base(dim: int, members: int, components: int) -> tfd.Distribution:
     batch = [] if members == 1 else [members]
     if components <= 1:
         return tfd.MultivariateNormalDiag(loc=tf.zeros(batch + [dim]), name="base")
-    logits = tf.Variable(tf.zeros(batch + [components]), trainable=False, name="base_logits")
-    loc = tf.Variable(tf.zeros(batch + [components, dim]), trainable=False, name="base_loc")
+    return variable_mixture(dim, batch, components, "base")
+
+
+def variable_mixture(dim: int, batch: list[int], components: int,
+                     name: str) -> tfd.MixtureSameFamily:
+    """A mixture of `components` full-covariance Gaussians over `[dim]` events whose
+    logits, locations and Cholesky factors are non-trainable variables (K copies of
+    `N(0, I)` until `set_member_mixture`)."""
+    logits = tf.Variable(tf.zeros(batch + [components]), trainable=False, name=f"{name}_logits")
+    loc = tf.Variable(tf.zeros(batch + [components, dim]), trainable=False, name=f"{name}_loc")
     scale_tril = tf.Variable(tf.eye(dim, batch_shape=batch + [components]), trainable=False,
-                             name="base_scale_tril")
+                             name=f"{name}_scale_tril")
     return tfd.MixtureSameFamily(
-        tfd.Categorical(logits=logits, name="base_weights"),
-        tfd.MultivariateNormalTriL(loc=loc, scale_tril=scale_tril, name="base_components"),
-        name="base")
+        tfd.Categorical(logits=logits, name=f"{name}_weights"),
+        tfd.MultivariateNormalTriL(loc=loc, scale_tril=scale_tril, name=f"{name}_components"),
+        name=name)
 
 
 def is_mixture(base: tfd.Distribution) -> bool:

@@ -99,26 +99,26 @@ def choose_base(prepared: prepare_lib.PreparedData, requested: int, seed: int,
     else:
         rows = np.concatenate([first.train_events, first.validation_events])
         fit_rows, held_out = prepare_lib.train_validation_split(rows, 0.2, seed)
-    fit_rows = _dequantised(fit_rows, steps, seed)
+    fit_rows = dequantised(fit_rows, steps, seed)
     if requested == 0:
-        chosen, scores = _select(fit_rows, held_out, seed)
+        chosen, scores = select(fit_rows, held_out, seed)
     else:
-        chosen, scores = _fit(fit_rows, requested, seed), {}
+        chosen, scores = fit_mixture(fit_rows, requested, seed), {}
     if chosen is None or chosen.components == 1:
         return BaseChoice(1, None, scores)
     mixtures = tuple(
-        refit(_dequantised(member.train_events, steps, seed + index), chosen, seed)
+        refit(dequantised(member.train_events, steps, seed + index), chosen, seed)
         for index, member in enumerate(prepared.members))
     return BaseChoice(chosen.components, mixtures, scores)
 
 
-def _select(rows: np.ndarray, held_out: np.ndarray,
+def select(rows: np.ndarray, held_out: np.ndarray,
             seed: int) -> tuple[Mixture | None, dict[int, float]]:
     """The candidate mixture with the lowest held-out NLL, and every candidate's NLL."""
     limit = max(1, len(rows) // (ROWS_PER_COMPONENT_DIM * (rows.shape[1] + 1)))
     best, scores = None, {}
     for components in (k for k in CANDIDATES if k <= limit):
-        mixture = _fit(rows, components, seed)
+        mixture = fit_mixture(rows, components, seed)
         score = np.inf if mixture is None else -float(np.mean(mixture.log_prob(held_out)))
         scores[components] = score if np.isfinite(score) else float("inf")
         if mixture is not None and (best is None or score < scores[best.components]):
@@ -126,7 +126,7 @@ def _select(rows: np.ndarray, held_out: np.ndarray,
     return best, scores
 
 
-def _fit(rows: np.ndarray, components: int, seed: int,
+def fit_mixture(rows: np.ndarray, components: int, seed: int,
          start: Mixture | None = None) -> Mixture | None:
     """scikit-learn's full-covariance mixture on standardised columns, in data units;
     from `start` (a few EM steps) if given; None if a component collapsed."""
@@ -156,7 +156,7 @@ def _fit(rows: np.ndarray, components: int, seed: int,
 def refit(rows: np.ndarray, start: Mixture, seed: int) -> Mixture:
     """`start` moved to `rows` by EM (a member's own training rows), or `start` itself if
     that fails."""
-    return _fit(rows, start.components, seed, start) or start
+    return fit_mixture(rows, start.components, seed, start) or start
 
 
 def _standardisation(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -170,7 +170,7 @@ def _standardised_mixture(mixture: Mixture, mean: np.ndarray, scale: np.ndarray)
                    mixture.covariances / np.outer(scale, scale))
 
 
-def _dequantised(rows: np.ndarray, steps: list[float] | None, seed: int) -> np.ndarray:
+def dequantised(rows: np.ndarray, steps: list[float] | None, seed: int) -> np.ndarray:
     """`rows` (float64) with one seeded draw of the training noise `step * (U - 1/2)` on
     grid-valued columns, so a mixture does not collapse onto grid points."""
     rows = np.asarray(rows, np.float64)

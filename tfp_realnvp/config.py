@@ -181,6 +181,12 @@ class FlowConfig(_Config):
         "the fresh flow is that mixture (1: a standard Normal base, the fresh flow the "
         "training rows' Gaussian; 0: chosen on held-out rows by fit). Unconditional flows "
         "only.", low=0)
+    blend: bool = setting(
+        False, "After training, blend the flow with a Gaussian mixture fitted on the "
+        "training rows, w p_flow + (1 - w) p_mixture, its components and the flow's weight "
+        "w chosen on held-out rows (w = 1: the flow alone). Unconditional flows only.")
+    blend_components: int = setting(
+        0, "Components of the blended mixture, set by fit (0: no blend).", low=0, cli=False)
     context_dim: int = setting(0, "Width of the conditioning context (0: none).", low=0,
                                cli=False)
     data_shift: tuple[float, ...] | None = setting(
@@ -218,6 +224,10 @@ class FlowConfig(_Config):
                 f"'base_components' must be 1 (or 0) for a conditional flow (context_dim="
                 f"{self.context_dim}): a mixture base does not depend on the context; got "
                 f"{self.base_components}.")
+        if self.context_dim and (self.blend or self.blend_components):
+            raise ConfigError(
+                f"'blend' must be off for a conditional flow (context_dim={self.context_dim}): "
+                "the blended mixture does not depend on the context; use --no-blend.")
 
     def _check_context_fields(self) -> None:
         for name in ("context_shift", "context_scale"):

@@ -17,6 +17,7 @@ from tfp_realnvp.bijectors.coupling import AffineCoupling, Coupling
 from tfp_realnvp.bijectors.ensemble import FlowEnsemble, FoldAffine, stacked_flow
 from tfp_realnvp.bijectors.mixing import LUMixing, permutation_indices
 from tfp_realnvp.bijectors.spline import SplineCoupling
+from tfp_realnvp.blend import MixtureBlend, blended_flow
 from tfp_realnvp.config import FlowConfig
 from tfp_realnvp.errors import ConfigError
 from tfp_realnvp.made import make_made
@@ -111,6 +112,8 @@ def build_flow(config: FlowConfig, validate_args: bool = False) -> tfd.Distribut
     so `log_prob(x) = N(z; 0, I) + the sum of every step's ildj`: a
     `tfd.TransformedDistribution`. With `ensemble_size = M > 1`, M such flows averaged:
     a `FlowEnsemble` (also a TFP distribution) over one stacked flow of batch shape `[M]`.
+    With `blend_components > 0`, that flow blended with a Gaussian mixture: a
+    `MixtureBlend` (`w p_flow + (1 - w) p_mix`, set by `fit` after training).
     Conditional flows (`context_dim > 0`) take the context through
     `context_kwargs(flow, context)`.
 
@@ -120,9 +123,11 @@ def build_flow(config: FlowConfig, validate_args: bool = False) -> tfd.Distribut
       validate_args: TFP's runtime argument checks (slower).
     """
     stacked = build_stacked(config, validate_args)
-    if config.ensemble_size == 1:
-        return stacked
-    return FlowEnsemble(stacked, config.ensemble_size, validate_args=validate_args)
+    flow = stacked if config.ensemble_size == 1 else FlowEnsemble(
+        stacked, config.ensemble_size, validate_args=validate_args)
+    if not config.blend_components:
+        return flow
+    return MixtureBlend(flow, config.blend_components, validate_args=validate_args)
 
 
 def build_stacked(config: FlowConfig,
@@ -254,6 +259,7 @@ def decode(flow: tfd.Distribution, z: tf.Tensor, context: tf.Tensor | None = Non
 
 
 def _member_map(flow, values, context, member: int, inverse: bool) -> tf.Tensor:
+    flow = blended_flow(flow)
     stacked = stacked_flow(flow)
     kwargs = bijector_kwargs(flow, context)
     transform = stacked.bijector.inverse if inverse else stacked.bijector.forward

@@ -19,6 +19,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import samplers
 
+from tfp_realnvp.blend import blended_flow
+
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
@@ -99,11 +101,14 @@ class FlowEnsemble(tfd.Distribution):
 
 
 def stacked_flow(flow: tfd.Distribution) -> tfd.Distribution:
-    """The flow that holds the weights: an ensemble's stacked flow, or `flow` itself."""
+    """The flow that holds the trained weights: an ensemble's stacked flow, or `flow`
+    itself (inside a `MixtureBlend`: its flow's)."""
+    flow = blended_flow(flow)
     return flow.stacked if isinstance(flow, FlowEnsemble) else flow
 
 
 def num_members(flow: tfd.Distribution) -> int:
+    flow = blended_flow(flow)
     return flow.num_members if isinstance(flow, FlowEnsemble) else 1
 
 

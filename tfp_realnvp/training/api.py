@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfp_realnvp import auto, base_fit, tables
+from tfp_realnvp import auto, base_fit, blend_fit, tables
 from tfp_realnvp import prepare as prepare_lib
 from tfp_realnvp.config import FlowConfig, TrainConfig, settings
 from tfp_realnvp.errors import ConfigError, DataError
@@ -150,8 +150,12 @@ def _fit_arrays(
                                 prepared.dequantize_steps)
     if flow_config.base_components == 0:
         auto_record["reasons"]["base_components"] = base.reason()
+    blend = _blend_mixtures(prepared, flow_config, train_config)
+    if blend is not None and "blend" not in settings:
+        auto_record["reasons"]["blend"] = blend.reason()
     flow_config = flow_config.replace(event_dim=data.shape[1], context_dim=context_dim,
                                       base_components=base.components,
+                                      blend_components=0 if blend is None else blend.components,
                                       **prepared.data_map, **prepared.context_map)
     train_config = train_config.replace(dequantize_steps=prepared.dequantize_steps)
     strategy = strategy or make_strategy()
@@ -167,8 +171,20 @@ def _fit_arrays(
         trainer = Trainer(flow_config, train_config, prepared, strategy)
         trainer.set_fold_maps()
         trainer.set_base_mixtures(base.mixtures)
+        trainer.set_blend_mixtures(blend)
         result = train(trainer, run, on_epoch, history=[], tensorboard=tensorboard)
     return dataclasses.replace(result, run_dir=Path(run_dir), chief=is_chief(strategy))
+
+
+def _blend_mixtures(prepared: prepare_lib.PreparedData, flow_config: FlowConfig,
+                    train_config: TrainConfig,
+                    components: int | None = None) -> blend_fit.BlendMixtures | None:
+    """The mixtures a blended flow (`FlowConfig.blend`) is blended with (None: no blend);
+    `components` fixed for a resumed run, else chosen on held-out rows."""
+    if not flow_config.blend or prepared.conditional:  # conditional: FlowConfig refuses it
+        return None
+    return blend_fit.choose_mixtures(prepared, train_config.seed, prepared.dequantize_steps,
+                                     components)
 
 
 def _context_dim(flow_config: FlowConfig, context: np.ndarray | None) -> int:
@@ -239,6 +255,10 @@ def resume(
     # The run's own configs: the same splits; its data map is the stored one.
     prepared = prepare_lib.prepare(data, context, stored.flow, train_config, hashes)
     trainer = Trainer(stored.flow, train_config, prepared, strategy or make_strategy())
+    if stored.flow.blend_components:
+        trainer.set_blend_mixtures(_blend_mixtures(
+            prepared, stored.flow, train_config,
+            max(1, stored.flow.blend_components // blend_fit.BAGS)))
     manager = trainer.checkpoint_manager(run)
     history: list[dict[str, Any]] = []
     if manager.latest_checkpoint:

@@ -77,9 +77,12 @@ def _epochs(trainer: Trainer, run: RunDir, on_epoch: EpochHook | None,
 
     def finish(status: str, stop_reason: str | None) -> dict[str, Any]:
         trainer.restore_best()
+        flow_weight = trainer.set_blend_weight()
         run.save_weights(trainer.flow)
         metrics = run_metrics(trainer, history, status, time.perf_counter() - started,
                               stop_reason)
+        if flow_weight is not None:
+            metrics["blend_flow_weight"] = flow_weight
         run.write_metrics(metrics)
         return metrics
 

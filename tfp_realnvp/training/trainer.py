@@ -8,9 +8,12 @@ import tensorflow_probability as tfp
 import tf_keras
 
 from tfp_realnvp import base as base_lib
+from tfp_realnvp import blend_fit
 from tfp_realnvp import schedule as schedule_lib
 from tfp_realnvp.base_fit import Mixture
 from tfp_realnvp.bijectors.ensemble import FoldAffine, stacked_flow
+from tfp_realnvp.blend import MixtureBlend
+from tfp_realnvp.blend_fit import BlendMixtures
 from tfp_realnvp.config import FlowConfig, TrainConfig
 from tfp_realnvp.flow import build_flow, context_kwargs
 from tfp_realnvp.prepare import PreparedData
@@ -62,6 +65,7 @@ class Trainer:
         self.workers = Workers(strategy)
         self.prepared = prepared
         self.num_members = len(prepared.members)
+        self._blend_mixtures: BlendMixtures | None = None
         smallest = min(len(member.train_events) for member in prepared.members)
         self.global_batch = min(train_config.batch_size, smallest)
         self.steps_per_epoch = max(1, smallest // self.global_batch)
@@ -128,6 +132,32 @@ class Trainer:
         for index, mixture in enumerate(latent):
             base_lib.set_member_mixture(self.stacked.distribution, index, self.num_members,
                                         mixture)
+
+    def set_blend_mixtures(self, mixtures: BlendMixtures | None) -> None:
+        """The mixtures of a blended flow (`blend_fit.choose_mixtures`): the one it keeps
+        and each member's held-out scores, for `set_blend_weight` after training."""
+        self._blend_mixtures = mixtures
+
+    def set_blend_weight(self) -> float | None:
+        """Sets a blended flow's mixture and the flow weight with the lowest held-out NLL
+        (each member scored on its own validation rows); returns the weight (None: no
+        blend)."""
+        mixtures = self._blend_mixtures
+        if mixtures is None or not isinstance(self.flow, MixtureBlend):
+            return None
+        flow_log_prob = np.concatenate(self.validation_log_probs())
+        weight = blend_fit.choose_weight(flow_log_prob, np.concatenate(mixtures.held_out))
+        self.flow.set_blend(mixtures.final, weight)
+        return weight
+
+    def validation_log_probs(self) -> list[np.ndarray]:
+        """Member m's log-density of each of its own validation rows, per member."""
+        rows, context = self._validation_events, self._validation_context
+        if self.num_members == 1:
+            return [-_negative_log_prob(self.stacked, rows, context).numpy()]
+        log_prob = -_negative_log_prob(self.stacked, rows, context, per_member=True).numpy()
+        return [log_prob[:len(member.validation_events), m]
+                for m, member in enumerate(self.prepared.members)]
 
     def start_epoch_schedule(self, epochs_remaining: float) -> None:
         """Moves the cosine schedule on by one epoch's segment, spreading what is left of
