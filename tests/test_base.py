@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
 
 import tfp_realnvp
 from tfp_realnvp import auto, base_fit
@@ -12,6 +14,8 @@ from tfp_realnvp.errors import ConfigError
 from tfp_realnvp.tables import make_toy
 from tfp_realnvp.training.distribute import make_strategy
 from tfp_realnvp.training.trainer import Trainer
+
+tfd = tfp.distributions
 
 
 def prepared_for(rows, members: int, context=None):
@@ -99,3 +103,16 @@ def test_fit_starts_at_the_mixture_records_it_and_loads_it(tmp_path):
     assert np.all(np.isfinite(samples))
     radii = np.linalg.norm(samples, axis=1)  # the rings: radii near 0.5 and 1, few at 0
     assert np.mean(radii < 0.3) < 0.1
+
+
+@pytest.mark.parametrize("batch", [[], [3]])
+def test_mixture_weights_draw_what_tfp_categorical_draws(batch):
+    """QuietCategorical (no int32 transpose: oneDNN logs an ERROR line for one) draws the
+    same categories as tfd.Categorical from the same seed, with its batch shape."""
+    from tfp_realnvp.base import QuietCategorical
+
+    logits = tf.math.log(tf.constant([0.1, 0.3, 0.6]) * tf.ones(batch + [3]))
+    quiet = QuietCategorical(logits=logits).sample([4, 50], seed=tf.constant([1, 2]))
+    tfp_draws = tfd.Categorical(logits=logits).sample([4, 50], seed=tf.constant([1, 2]))
+    assert quiet.shape == [4, 50, *batch] and quiet.dtype == tf.int32
+    np.testing.assert_array_equal(quiet, tfp_draws)

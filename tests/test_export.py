@@ -25,6 +25,7 @@ from serving_checks import (
 import tfp_realnvp
 from tfp_realnvp import FlowConfig, TrainConfig, build_flow
 from tfp_realnvp import training as train_lib
+from tfp_realnvp.blend import MixtureBlend
 from tfp_realnvp.serving import BATCHABLE_SIGNATURES, WARMUP_FILE
 from tfp_realnvp.tables import make_toy
 
@@ -307,11 +308,14 @@ def test_graph_holds_only_stock_stateless_ops(trained):
 def test_load_returns_a_live_tfp_distribution(trained):
     root, version_dir, flow = trained
     loaded = tfp_realnvp.load(version_dir)
-    # tfd.TransformedDistribution(...) builds its non-CompositeTensor base class here,
-    # because a bijector holding a Keras model is not a CompositeTensor.
-    assert isinstance(loaded, tfd.Distribution)
-    assert type(loaded).__name__.endswith("TransformedDistribution")
+    # A 2-column table without a context is blended (auto.py): the flow and a Gaussian
+    # mixture, w p_flow + (1 - w) p_mix, itself a TFP distribution. The flow inside is a
+    # tfd.TransformedDistribution(...), which builds its non-CompositeTensor base class
+    # here, because a bijector holding a Keras model is not a CompositeTensor.
+    assert isinstance(loaded, MixtureBlend) and isinstance(loaded, tfd.Distribution)
+    assert type(loaded.flow).__name__.endswith("TransformedDistribution")
     assert len(tfp_realnvp.couplings(loaded)) == 2
+    assert 0.0 <= float(loaded.flow_weight) <= 1.0
     x = tf.constant(make_toy("moons", 50, seed=12))
     served = tf.saved_model.load(str(version_dir)).signatures["log_prob"](x=x)["log_prob"]
     np.testing.assert_allclose(loaded.log_prob(x), served, atol=1e-6, rtol=0)

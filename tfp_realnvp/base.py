@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from tensorflow_probability.python.internal import samplers
 
 from tfp_realnvp.base_fit import Mixture
 
@@ -45,9 +46,27 @@ def variable_mixture(dim: int, batch: list[int], components: int,
     scale_tril = tf.Variable(tf.eye(dim, batch_shape=batch + [components]), trainable=False,
                              name=f"{name}_scale_tril")
     return tfd.MixtureSameFamily(
-        tfd.Categorical(logits=logits, name=f"{name}_weights"),
+        QuietCategorical(logits=logits, name=f"{name}_weights"),
         tfd.MultivariateNormalTriL(loc=loc, scale_tril=scale_tril, name=f"{name}_components"),
         name=name)
+
+
+class QuietCategorical(tfd.Categorical):
+    """`tfd.Categorical` whose draws are transposed as float32, not int32.
+
+    TFP's `Categorical._sample_n` transposes its `[batch, n]` int32 draws; on CPUs without
+    full AVX-512 the first int32 transpose of a process makes oneDNN print an ERROR-level
+    line ("oneDNN supports DT_INT32 only on platforms with AVX-512") that
+    TF_CPP_MIN_LOG_LEVEL=2 does not hide: `tfp-realnvp sample` of a mixture printed it.
+    Category indices below 2^24 are exact in float32, so the draws are the same.
+    """
+
+    def _sample_n(self, n, seed=None):
+        logits = self._logits_parameter_no_checks()
+        logits_2d = tf.reshape(logits, [-1, tf.shape(logits)[-1]])
+        draws = samplers.categorical(logits_2d, n, dtype=tf.int32, seed=seed)  # [batch, n]
+        draws = tf.cast(tf.transpose(tf.cast(draws, tf.float32)), self.dtype)
+        return tf.reshape(draws, tf.concat([[n], self._batch_shape_tensor(logits=logits)], 0))
 
 
 def is_mixture(base: tfd.Distribution) -> bool:
