@@ -12,6 +12,7 @@ BASE/NAME/VERSION/assets.extra/flow_config.json     rebuilds the flow (`load`)
                               /metrics.json         the training run's metrics
                               /export_info.json     TF/TFP versions that wrote it, signatures
                               /signatures.json      each signature's tensors, files' sha256
+                              /price.json           members, parameters, log_prob rows/s
                               /tf_serving_warmup_requests   one Predict per batchable signature
 ```
 """
@@ -32,8 +33,9 @@ import tensorflow_probability as tfp
 from tfp_realnvp import __version__
 from tfp_realnvp.config import FlowConfig
 from tfp_realnvp.errors import ConfigError, RunExistsError
-from tfp_realnvp.info import record_signatures
+from tfp_realnvp.info import PRICE_FILE, record_signatures
 from tfp_realnvp.mixed.model import CATEGORICAL_FILE, MixedTableModel, load_mixed
+from tfp_realnvp.price import measure_price
 from tfp_realnvp.rundir import (
     ASSETS_EXTRA,
     FLOW_CONFIG_FILE,
@@ -129,6 +131,10 @@ def _write_assets(version_dir: Path, name: str, config: FlowConfig,
     write_warmup_requests(extra / WARMUP_FILE, name, config,
                           None if served is None else served.warmup)
     record_signatures(version_dir)  # what `tfp-realnvp info` reads without TensorFlow
+    if served is not None:  # the serving cost, timed here: `info` and the export report
+        price = measure_price(served.signatures["log_prob"], served.warmup["log_prob"],
+                              served.model, config)
+        (extra / PRICE_FILE).write_text(json.dumps(price, indent=2) + "\n")
 
 
 def export(

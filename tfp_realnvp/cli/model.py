@@ -35,11 +35,15 @@ def _check_model(path: Path) -> None:
 
 
 def export_and_report(source: Path, base_dir: Path, name: str, version: int | None) -> None:
-    """Exports the run at `source` to BASE_DIR/NAME/VERSION and says where."""
+    """Exports the run at `source` to BASE_DIR/NAME/VERSION and says where and what it
+    costs to serve (members, parameters, log_prob rows/s measured while exporting)."""
     start_tensorflow()
     with reported_errors():
         target = tfp_realnvp.export(source, base_dir, name=name, version=version)
     click.echo(f"exported SavedModel: {target}")
+    price = tfp_realnvp.info.read_price(target)
+    if price is not None:
+        click.echo(f"price: {tfp_realnvp.info.format_price(price)}")
 
 
 @click.command()
