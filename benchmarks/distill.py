@@ -22,7 +22,8 @@ import numpy as np
 
 import tfp_realnvp
 from tfp_realnvp import auto
-from tfp_realnvp.bench.quality import gaussian_nll, load_table
+from tfp_realnvp.bench.bigtable import make_table
+from tfp_realnvp.bench.quality import Table, gaussian_nll, load_table
 from tfp_realnvp.scoring import per_row_nll
 from tfp_realnvp.training.distill import distill
 
@@ -37,10 +38,20 @@ def fitted(rows: np.ndarray, flow_config=None, train_config=None,
     return result.flow, config, result.metrics, time.perf_counter() - tick
 
 
+def load(table: str) -> Table:
+    """A `bench quality` table, or `big<N>`: N rows of `bench bigtable`'s 10-column table
+    (two clusters, a curved and a heavy-tailed column), split 80/20."""
+    if not table.startswith("big"):
+        return load_table(table, seed=0)
+    rows = make_table(int(table[3:]), 10, seed=0)
+    cut = int(0.8 * len(rows))
+    return Table(table, rows[:cut], rows[cut:])
+
+
 def run(table: str, draws: int, budget: float, widths: list[int]) -> dict:
     """The affine default's settings for this many rows (`auto.choose(..., conditional=True)`:
     the affine ensemble conditional flows and big tables get) on `table`."""
-    data = load_table(table, seed=0)
+    data = load(table)
     chosen = auto.choose(len(data.train), data.train.shape[1], time_budget=budget,
                          conditional=True)
     settings = {"seed": 0, "mixing_seed": 0}

@@ -44,3 +44,89 @@ def test_a_conditional_teacher_is_refused(tmp_path):
     with pytest.raises(ValueError, match="distill takes an unconditional teacher"):
         distill(build_flow(config), config, np.zeros((10, 2), np.float32), tmp_path / "s")
     assert not (tmp_path / "s").exists()
+
+
+def table(rows=300, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 1))
+    return np.hstack([x, x**2 + 0.3 * rng.normal(size=(rows, 1)),
+                      rng.normal(size=(rows, 1))]).astype(np.float32)
+
+
+TINY = ["--coupling", "affine", "--ensemble-size", "2", "--num-couplings", "2",
+        "--hidden-units", "8", "--epochs", "2", "--no-jit-compile", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def distilled(tmp_path_factory):
+    from click.testing import CliRunner
+
+    from tfp_realnvp.cli import cli
+
+    root = tmp_path_factory.mktemp("distilled")
+    np.save(root / "rows.npy", table())
+    result = CliRunner().invoke(cli, ["fit", "--data", str(root / "rows.npy"), "--out",
+                                      str(root / "run"), "--distill", *TINY])
+    assert result.exit_code == 0, result.output
+    assert "distilled: one student flow on 20,000 draws of the 2 members in " in result.output
+    return root
+
+
+def test_fit_distill_serves_the_student_and_keeps_the_ensemble(distilled, tmp_path):
+    from click.testing import CliRunner
+
+    from tfp_realnvp.bijectors.ensemble import FlowEnsemble
+    from tfp_realnvp.cli import cli
+
+    run = distilled / "run"
+    metrics = RunDir(run).read_metrics()["distilled"]
+    assert metrics["members"] == 2 and metrics["num_draws"] == 20000
+    assert metrics["real_rows"] == 300 and metrics["epochs_run"] <= 2
+    assert np.isfinite(metrics["student_nll_real_rows"])
+    assert find_model(run).config.ensemble_size == 1
+    notes = tfp_realnvp.info.describe(run)["notes"]
+    assert any(n.startswith("distilled: serves one student flow trained on 20,000 rows drawn "
+                            "from the 2-member ensemble") for n in notes)
+    assert not isinstance(tfp_realnvp.load(run), FlowEnsemble)
+    assert isinstance(find_model(run).__class__(kind="run", path=run, ensemble=True).load(),
+                      FlowEnsemble)
+    runner = CliRunner()
+    served = runner.invoke(cli, ["export", str(run), str(tmp_path)])
+    assert served.exit_code == 0 and "price: 1 member, " in served.output
+    whole = runner.invoke(cli, ["export", str(run), str(tmp_path), "--ensemble"])
+    assert whole.exit_code == 0 and "price: 2 members, " in whole.output
+    assert find_model(tmp_path / "realnvp" / "1").config.ensemble_size == 1
+    assert find_model(tmp_path / "realnvp" / "2").config.ensemble_size == 2
+    x = table(20, seed=5)
+    np.testing.assert_allclose(tfp_realnvp.load(tmp_path / "realnvp" / "1").log_prob(x),
+                               tfp_realnvp.load(run).log_prob(x), rtol=1e-5, atol=1e-5)
+
+
+def test_no_distill_trains_no_student_and_resume_without_it_drops_a_stale_one(
+        distilled, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from tfp_realnvp.cli import cli
+
+    runner = CliRunner()
+    plain = runner.invoke(cli, ["fit", "--data", str(distilled / "rows.npy"), "--out",
+                                str(tmp_path / "plain"), "--no-distill", *TINY])
+    assert plain.exit_code == 0, plain.output
+    assert not (tmp_path / "plain" / "student").exists()
+    assert find_model(tmp_path / "plain").config.ensemble_size == 2
+    shutil.copytree(distilled / "run", tmp_path / "run")
+    tfp_realnvp.resume(tmp_path / "run", table(), epochs=3, distill=False)
+    assert not (tmp_path / "run" / "student").exists()
+    assert "distilled" not in RunDir(tmp_path / "run").read_metrics()
+    assert find_model(tmp_path / "run").config.ensemble_size == 2
+
+
+def test_auto_distills_the_affine_ensembles_of_unconditional_tables():
+    from tfp_realnvp import auto
+
+    assert auto.choose(10000, 5).train.distill
+    assert "distill" in auto.choose(10000, 5).reasons
+    assert not auto.choose(10000, 5, conditional=True).train.distill
+    assert not auto.choose(1000, 5).train.distill  # autoregressive: sampling is sequential

@@ -63,6 +63,14 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         "notes": [] if flow is None else flow_notes(flow.coupling, flow.spline_direction,
                                                     flow.event_dim),
     }
+    distilled = (metrics or {}).get("distilled")
+    if distilled and flow is not None and flow.ensemble_size == 1:  # the student is served
+        summary["notes"].append(
+            f"distilled: serves one student flow trained on {distilled['num_draws']:,} rows "
+            f"drawn from the {distilled['members']}-member ensemble (NLL on the real rows: "
+            f"student {distilled['student_nll_real_rows']:.4g}, ensemble "
+            f"{distilled['ensemble_nll_real_rows']:.4g}); `export --ensemble` exports the "
+            "ensemble")
     if model.kind == "run":
         stored = RunDir(model.path).read_config()
         summary.update(train=None if stored.train is None else stored.train.to_dict(),

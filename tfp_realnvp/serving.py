@@ -20,6 +20,7 @@ BASE/NAME/VERSION/assets.extra/flow_config.json     rebuilds the flow (`load`)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -144,6 +145,7 @@ def export(
     version: int | None = None,
     config: FlowConfig | None = None,
     layout: TableLayout | None = None,
+    ensemble: bool = False,
 ) -> Path:
     """Exports a trained flow to `base_dir/name/version/` and returns that path.
 
@@ -164,8 +166,10 @@ def export(
       config: the `FlowConfig` of a live flow passed as `source`.
       layout: the training table's `TableLayout` of a live flow (a run's or an export's
         own layout is kept), saved as `assets.extra/layout.json`.
+      ensemble: a distilled run exports its ensemble, not its student (one flow, the
+        default: see `training/distill.py`).
     """
-    flow, config, metrics, layout = _resolve_source(source, config, layout)
+    flow, config, metrics, layout = _resolve_source(source, config, layout, ensemble)
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"'name' must be a plain folder name; got {name!r}.")
     model_dir = Path(base_dir) / name
@@ -204,12 +208,12 @@ def _quiet_tf_logger():
         logger.setLevel(level)
 
 
-def _resolve_source(source, config, layout):
+def _resolve_source(source, config, layout, ensemble=False):
     if isinstance(source, (tfd.Distribution, MixedTableModel)):
         if config is None:
             raise ConfigError("Exporting a live flow needs its FlowConfig: pass config=.")
         return source, config, None, layout
-    model = find_model(source)
+    model = dataclasses.replace(find_model(source), ensemble=ensemble)
     mixed_run = model.kind == "run" and (model.path / CATEGORICAL_FILE).is_file()
     loaded = load_mixed(model.path) if mixed_run else model.load()
     return loaded, model.config, model.metrics, model.layout

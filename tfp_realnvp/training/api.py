@@ -19,6 +19,7 @@ from tfp_realnvp.config import FlowConfig, TrainConfig, settings
 from tfp_realnvp.errors import ConfigError, DataError
 from tfp_realnvp.rundir import RunConfig, RunDir
 from tfp_realnvp.training import table_fit
+from tfp_realnvp.training.distill import after_training
 from tfp_realnvp.training.distribute import is_chief, make_strategy, worker_run_dir
 from tfp_realnvp.training.loop import train
 from tfp_realnvp.training.records import EpochMetrics, FitResult
@@ -168,6 +169,8 @@ def _fit_arrays(
         trainer.set_fold_maps()
         trainer.set_base_mixtures(base.mixtures)
         result = train(trainer, run, on_epoch, history=[], tensorboard=tensorboard)
+        result = after_training(run, result, flow_config, train_config, data, layout,
+                                strategy)
     return dataclasses.replace(result, run_dir=Path(run_dir), chief=is_chief(strategy))
 
 
@@ -244,7 +247,9 @@ def resume(
     if manager.latest_checkpoint:
         trainer.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
         history = run.read_metrics().get("history", [])[: int(trainer.state.epoch.numpy())]
-    return train(trainer, run, on_epoch, history, tensorboard)
+    result = train(trainer, run, on_epoch, history, tensorboard)
+    return after_training(run, result, stored.flow, train_config, data, stored.layout,
+                          trainer.strategy)
 
 
 def _resume_context(run: RunDir, stored: RunConfig, context: np.ndarray | None,

@@ -15,6 +15,9 @@ direction: distil those only if that is paid for.
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +28,10 @@ import tensorflow_probability as tfp
 from tfp_realnvp import auto, base_fit
 from tfp_realnvp import prepare as prepare_lib
 from tfp_realnvp.config import FlowConfig, TrainConfig
-from tfp_realnvp.rundir import RunConfig, RunDir
+from tfp_realnvp.rundir import STUDENT_DIR, RunConfig, RunDir
 from tfp_realnvp.sampling import stateless_seed
+from tfp_realnvp.scoring import per_row_nll
+from tfp_realnvp.tables.layout import TableLayout
 from tfp_realnvp.training.distribute import make_strategy
 from tfp_realnvp.training.loop import train
 from tfp_realnvp.training.records import FitResult
@@ -35,6 +40,7 @@ from tfp_realnvp.training.trainer import Trainer
 tfd = tfp.distributions
 
 DRAW_CHUNK = 5000  # rows drawn per call (bounds the stacked flow's [chunk, M, D] memory)
+MIN_DRAWS, MAX_DRAWS = 20000, 200000  # the student trains on max(MIN, min(rows, MAX)) draws
 
 
 def draw(flow: tfd.Distribution, num_rows: int, seed: int) -> np.ndarray:
@@ -59,7 +65,8 @@ def distill(teacher: tfd.Distribution, teacher_config: FlowConfig, real_rows: np
             run_dir: str | Path, num_draws: int = 20000, seed: int = 0,
             time_budget: float | None = None,
             strategy: tf.distribute.Strategy | None = None,
-            train_changes: dict[str, Any] | None = None) -> FitResult:
+            train_changes: dict[str, Any] | None = None,
+            layout: TableLayout | None = None) -> FitResult:
     """Trains a student flow on `num_draws` rows of `teacher` into the new run `run_dir`
     and returns it (its metrics as `fit`'s).
 
@@ -73,6 +80,7 @@ def distill(teacher: tfd.Distribution, teacher_config: FlowConfig, real_rows: np
       time_budget: seconds of training (default: auto's).
       strategy: a `tf.distribute` strategy (default: the current one).
       train_changes: TrainConfig fields that override the chosen ones (e.g. `epochs`).
+      layout: the training table's layout, kept in the student's run.
     """
     if teacher_config.context_dim:
         raise ValueError("distill takes an unconditional teacher; a conditional one needs "
@@ -92,8 +100,59 @@ def distill(teacher: tfd.Distribution, teacher_config: FlowConfig, real_rows: np
     record: dict[str, Any] = {"source": "distilled", "num_train": len(rows),
                               "num_validation": len(real_rows), **prepared.hashes}
     run.write_config(RunConfig(flow_config, train_config, record,
-                               {"distilled_from": teacher_config.ensemble_size}, None))
+                               {"distilled_from": teacher_config.ensemble_size}, layout))
     trainer = Trainer(flow_config, train_config, prepared, strategy)
     trainer.set_fold_maps()
     trainer.set_base_mixtures(base.mixtures)
     return train(trainer, run, None, history=[])
+
+
+def distills(flow_config: FlowConfig, train_config: TrainConfig) -> bool:
+    """Whether a run distils: asked for (`TrainConfig.distill`), an ensemble, unconditional."""
+    return train_config.distill and flow_config.ensemble_size > 1 and not flow_config.context_dim
+
+
+def distil_run(run: RunDir, teacher: tfd.Distribution, flow_config: FlowConfig,
+               train_config: TrainConfig, rows: np.ndarray, layout: TableLayout | None,
+               strategy: tf.distribute.Strategy) -> dict[str, Any]:
+    """Distils a finished ensemble run into `RUN/student` (replacing an older student; at
+    most the run's epochs and time budget) and
+    records it in the run's metrics as `distilled` (returned): members, draws, the
+    student's and the teacher's mean NLL on the real rows, epochs and seconds."""
+    target = run.path / STUDENT_DIR
+    if target.exists():
+        shutil.rmtree(target)
+    tick = time.perf_counter()
+    num_draws = max(MIN_DRAWS, min(len(rows), MAX_DRAWS))
+    epochs = min(train_config.epochs, student_configs(flow_config, num_draws, None)[1].epochs)
+    result = distill(teacher, flow_config, rows, target, num_draws, train_config.seed,
+                     train_config.time_budget, strategy, {"epochs": epochs}, layout)
+    teacher_nll = float(np.mean(per_row_nll(teacher, rows)))
+    record = {"student": STUDENT_DIR, "members": flow_config.ensemble_size,
+              "num_draws": num_draws, "real_rows": len(rows),
+              "student_nll_real_rows": result.metrics["best_validation_nll"],
+              "ensemble_nll_real_rows": teacher_nll,
+              "epochs_run": result.metrics["epochs_run"],
+              "wall_time_s": time.perf_counter() - tick,
+              "note": "load and export serve the student; export --ensemble the ensemble. "
+                      "The real rows are the ensemble's training rows: its NLL there is "
+                      "optimistic, the student never trained on them."}
+    run.update_metrics({"distilled": record})
+    return record
+
+
+def after_training(run: RunDir, result: FitResult, flow_config: FlowConfig,
+                   train_config: TrainConfig, rows: np.ndarray, layout: TableLayout | None,
+                   strategy: tf.distribute.Strategy) -> FitResult:
+    """What `fit` and `resume` do once the run's flow is trained: distil it when the run
+    distils (`distills`), else remove a student left by an earlier distillation (it no
+    longer matches the ensemble). The result's metrics are the run's, `distilled` added."""
+    if not distills(flow_config, train_config):
+        if (run.path / STUDENT_DIR).exists():
+            shutil.rmtree(run.path / STUDENT_DIR)
+            metrics = run.read_metrics()
+            metrics.pop("distilled", None)
+            run.write_metrics(metrics)
+        return result
+    distil_run(run, result.flow, flow_config, train_config, rows, layout, strategy)
+    return dataclasses.replace(result, metrics=run.read_metrics())
