@@ -69,7 +69,9 @@ def fit(
     validation NLL has not improved for `patience` epochs; the best weights are kept in
     `run_dir/model`. A config left out is chosen from the table's shape by `auto.choose`
     (recorded in config.json with its reasons); `on_epoch` sees the epochs planned in
-    `EpochMetrics.planned_epochs`.
+    `EpochMetrics.planned_epochs`. An unconditional ensemble whose TrainConfig says
+    `distill` then trains one student flow on its draws into `run_dir/student`, which
+    `load` and `export` serve (`training/distill.py`); `FitResult.flow` is the ensemble.
 
     Args:
       data: `[N, D]` rows (validated here: finite, at least 2 columns).
