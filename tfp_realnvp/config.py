@@ -284,7 +284,8 @@ class TrainConfig(_Config):
     distill: bool = setting(
         False, "After an unconditional ensemble trains, train one student flow on rows drawn "
         "from it (early-stopped on the real rows) into RUN/student: load and export serve "
-        "the student (one flow's price), `export --ensemble` the ensemble.", resumable=True)
+        "the student (one flow's price), `export --ensemble` the ensemble. Off unless asked: "
+        "see docs/guide/ensembles.md for when it pays.", resumable=True)
 
     def __post_init__(self) -> None:
         if self.dequantize_steps is not None:
