@@ -3,9 +3,11 @@
 import json
 import math
 import shutil
+import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from click.testing import CliRunner
 
 import tfp_realnvp
@@ -23,7 +25,10 @@ def check_price(price, flow, config):
     assert sorted(price["log_prob"]) == sorted(str(b) for b in PRICE_BATCHES)
     for batch, timing in price["log_prob"].items():
         assert math.isfinite(timing["rows_per_s"]) and timing["rows_per_s"] > 0
-        assert timing["rows_per_s"] == pytest.approx(int(batch) / timing["median_ms"] * 1e3)
+        assert timing["rows_per_s"] == pytest.approx(timing["timed_batch"] /
+                                                     timing["median_ms"] * 1e3)
+        assert timing["timed_batch"] in (1, 256, 512, 1024, 2048, 4096)
+        assert timing["timed_batch"] <= int(batch)
         assert 1 <= timing["calls"] <= MAX_CALLS
     assert price["machine"].startswith(("CPU: ", "GPU: "))
 
@@ -107,3 +112,39 @@ def test_requests_are_repeated_to_the_batch_and_a_mixed_flow_counts_its_flow():
     price = measure_price(lambda x: {"log_prob": flow.log_prob(x)},
                           {"x": request["x"]}, Mixed(), config)
     check_price(price, flow, config)
+
+
+def test_a_slow_model_is_timed_at_a_batch_it_affords_and_says_so():
+    config = FlowConfig(event_dim=2, num_couplings=2, hidden_units=8)
+    flow = build_flow(config)
+    sizes = []
+
+    def slow(x):  # 0.2 ms a row: one call at 4,096 rows would take 0.8 s
+        sizes.append(int(x.shape[0]))
+        time.sleep(2e-4 * int(x.shape[0]))
+        return {"log_prob": tf.zeros(x.shape[:1])}
+
+    tick = time.perf_counter()
+    price = measure_price(slow, {"x": np.zeros((2, 2), np.float32)}, flow, config)
+    assert time.perf_counter() - tick < 2.0
+    timing = price["log_prob"]["4096"]
+    timed = timing["timed_batch"]
+    assert timed in (512, 1024) and max(sizes) == timed  # 1,024: 0.2 s a call
+    assert timing["rows_per_s"] == pytest.approx(timed / timing["median_ms"] * 1e3)
+    assert f"rows/s at batch 4,096 (timed at {timed:,})" in format_price(price)
+
+
+def test_a_model_too_slow_for_a_bigger_batch_is_timed_by_its_probe_calls():
+    config = FlowConfig(event_dim=2, num_couplings=2, hidden_units=8)
+    flow = build_flow(config)
+    sizes = []
+
+    def slower(x):  # 1 ms a row: even 512 rows would take 0.5 s
+        sizes.append(int(x.shape[0]))
+        time.sleep(1e-3 * int(x.shape[0]))
+        return {"log_prob": tf.zeros(x.shape[:1])}
+
+    price = measure_price(slower, {"x": np.zeros((2, 2), np.float32)}, flow, config)
+    timing = price["log_prob"]["4096"]
+    assert timing["timed_batch"] == 256 and timing["calls"] == 2
+    assert sizes.count(256) == 3 and max(sizes) == 256  # one untimed, two timed

@@ -116,8 +116,9 @@ def format_price(price: dict[str, Any]) -> str:
     members = f"{price['members']} member{'s' if price['members'] != 1 else ''}"
     if "unknown" in price:
         return f"{members}; parameters and log_prob rows/s {price['unknown']}"
-    speeds = ", ".join(f"{timing['rows_per_s']:,.0f} rows/s at batch {int(batch):,}"
-                       for batch, timing in price["log_prob"].items())
+    speeds = ", ".join(f"{timing['rows_per_s']:,.0f} rows/s at batch {int(batch):,}" + (
+        f" (timed at {timing['timed_batch']:,})" if timing.get("timed_batch", int(batch))
+        != int(batch) else "") for batch, timing in price["log_prob"].items())
     return (f"{members}, {price['trainable_parameters']:,} trainable parameters; log_prob "
             f"{speeds} ({price.get('machine', 'machine not recorded')}, measured at export)")
 

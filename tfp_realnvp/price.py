@@ -9,8 +9,10 @@ rows/s      B / median(seconds of a timed call of the export's log_prob function
 Untimed calls at batch 1 first (the function is traced when the SavedModel is written, but
 its first runs build the executor and still take ms each: measured ~10 calls to reach the
 steady state), then timed calls while a per-batch budget lasts (at least one, at most
-`MAX_CALLS`): a few hundred milliseconds in all, the first call at 4,096 rows more for a
-model so slow that it overruns the budget. The median keeps one slow first call out.
+`MAX_CALLS`): a few hundred milliseconds in all. A model so slow that one call at 4,096 rows
+would take over `MAX_CALL_S` (a 64-column autoregressive ensemble: 1.5 s) is timed at the
+largest power-of-two batch that would not, recorded as `timed_batch`. The median keeps one
+slow first call out.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from tfp_realnvp.config import FlowConfig
 from tfp_realnvp.info import PRICE_BATCHES
 
 MAX_CALLS = 7
+PROBE_ROWS = 256  # a call at this many rows predicts the cost of one at 4,096
+MAX_CALL_S = 0.25  # no timed call of a bigger batch is predicted to take longer than this
 WARM_UP = (10, 0.1)  # untimed calls at batch 1: at most this many, or this many seconds
 BUDGET_S = {1: 0.08, 4096: 0.25}  # timed seconds per batch size, after the first timed call
 
@@ -93,11 +97,15 @@ def measure_price(log_prob: Callable[..., Any], request: dict[str, np.ndarray],
     time_calls(lambda: _run(log_prob, one_row), WARM_UP[1], WARM_UP[0])
     timings = {}
     for batch in PRICE_BATCHES:
-        inputs = rows(request, batch)
-        seconds = time_calls(lambda inputs=inputs: _run(log_prob, inputs), BUDGET_S[batch])
+        timed, seconds = (batch, []) if batch == 1 else affordable_batch(
+            log_prob, request, batch, timings["1"]["median_ms"] / 1e3)
+        if not seconds:  # (the probe's calls are the timed ones when it is the batch)
+            inputs = rows(request, timed)
+            seconds = time_calls(lambda inputs=inputs: _run(log_prob, inputs),
+                                 BUDGET_S[batch])
         median = statistics.median(seconds)
-        timings[str(batch)] = {"rows_per_s": batch / median, "median_ms": 1e3 * median,
-                               "calls": len(seconds)}
+        timings[str(batch)] = {"rows_per_s": timed / median, "median_ms": 1e3 * median,
+                               "calls": len(seconds), "timed_batch": timed}
     if not all(math.isfinite(t["rows_per_s"]) and t["rows_per_s"] > 0
                for t in timings.values()):
         raise ValueError(f"log_prob timings are not positive and finite: {timings}")
@@ -111,6 +119,25 @@ def measure_price(log_prob: Callable[..., Any], request: dict[str, np.ndarray],
         "how": "median of timed calls of the export's log_prob signature function in the "
                "exporting process, after one warm-up call; rows at the training mean",
     }
+
+
+def affordable_batch(log_prob: Callable[..., Any], request: dict[str, np.ndarray],
+                     batch: int, overhead_s: float) -> tuple[int, list[float]]:
+    """`batch`, or for a model whose one call at `batch` rows would take over
+    `MAX_CALL_S`, the largest power of two whose call would not: its rows/s stands for
+    `batch`'s (large batches are linear in rows; it is recorded as `timed_batch`).
+
+    A call at b rows is predicted as `overhead_s + b * per_row` (`overhead_s`: a call at
+    one row), `per_row` from the faster of two calls at `PROBE_ROWS` rows. Returns the
+    batch and, when it is `PROBE_ROWS`, those two calls' seconds (else [])."""
+    probe = rows(request, PROBE_ROWS)
+    _run(log_prob, probe)  # the first call at a new size allocates
+    seconds = time_calls(lambda: _run(log_prob, probe), math.inf, 2)
+    per_row = max(min(seconds) - overhead_s, 0.0) / (PROBE_ROWS - 1)
+    timed = batch
+    while timed > PROBE_ROWS and overhead_s + timed * per_row > MAX_CALL_S:
+        timed //= 2
+    return timed, seconds if timed == PROBE_ROWS else []
 
 
 def _run(log_prob: Callable[..., Any], inputs: dict[str, tf.Tensor]) -> None:
