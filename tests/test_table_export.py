@@ -303,3 +303,13 @@ def test_a_conditional_numeric_export_takes_its_context_columns_by_name(tmp_path
                                                "temp_C": context[:, 0]})["log_prob"]
         plain = model.run("log_prob", {"x": x, "context": context})["log_prob"]
     np.testing.assert_allclose(named, plain, rtol=1e-6)
+
+
+def test_a_mixed_export_states_the_price_of_its_named_column_log_prob(mixed):
+    price = json.loads((mixed["version_dir"] / "assets.extra" / "price.json").read_text())
+    flow = mixed["model"].flow
+    assert price["members"] == find_model(mixed["version_dir"]).config.ensemble_size
+    assert price["trainable_parameters"] == sum(int(np.prod(v.shape))
+                                                for v in flow.trainable_variables)
+    assert all(t["rows_per_s"] > 0 for t in price["log_prob"].values())
+    assert describe(mixed["version_dir"])["price"] == price

@@ -291,6 +291,11 @@ class TrainConfig(_Config):
         None, "Per-column noise width found from the training data (0: none).", cli=False)
     jit_compile: bool = setting(False, "Compile the loss and gradients with XLA.")
     checkpoint_every: int = setting(25, "Epochs between checkpoints.", low=1, resumable=True)
+    distill: bool = setting(
+        False, "After an unconditional ensemble trains, train one student flow on rows drawn "
+        "from it (early-stopped on the real rows) into RUN/student: load and export serve "
+        "the student (one flow's price), `export --ensemble` the ensemble. Off unless asked: "
+        "see docs/guide/ensembles.md for when it pays.", resumable=True)
 
     def __post_init__(self) -> None:
         if self.dequantize_steps is not None:

@@ -18,6 +18,8 @@ from tfp_realnvp.errors import ModelNotFoundError
 from tfp_realnvp.rundir import ASSETS_EXTRA, SAVED_MODEL_FILE, RunDir, find_model
 
 SIGNATURES_FILE = "signatures.json"  # in an export's assets.extra
+PRICE_FILE = "price.json"  # in an export's assets.extra: `price.measure_price`
+PRICE_BATCHES = (1, 4096)  # the batch sizes whose log_prob rows/s an export measures
 METRIC_KEYS = ("status", "epochs_run", "best_epoch", "best_validation_nll",
                "initial_validation_nll", "stop_reason", "wall_time_s", "num_workers",
                "test_nll", "test_median", "test_p99", "test_max", "test_num_points")
@@ -33,7 +35,12 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     model has none), `versions` (software that wrote it; None when not recorded); a run
     adds `train` (the TrainConfig), `data` and `auto`; an export adds `versions_on_disk`
     (its model folder's integer versions), `signatures` (name -> inputs and outputs with
-    dtype and shape, -1 for a dynamic size) and `export_info`.
+    dtype and shape, -1 for a dynamic size) and `export_info`. Both add `price`: an
+    export's `assets.extra/price.json` (members, trainable parameters, log_prob rows/s at
+    batch 1 and 4,096 measured when it was written; `{"members": K, "unknown": why}` for
+    an export written before prices were measured); a run's gives its members and says the
+    rest is measured at export: `info` reads a run without TensorFlow, which alone takes
+    seconds to start, and a throughput belongs to the serving graph, not the checkpoint.
 
     Args:
       path: a run directory, an export version folder, or the model folder above versions.
@@ -56,10 +63,20 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         "notes": [] if flow is None else flow_notes(flow.coupling, flow.spline_direction,
                                                     flow.event_dim),
     }
+    distilled = (metrics or {}).get("distilled")
+    if distilled and flow is not None and flow.ensemble_size == 1:  # the student is served
+        summary["notes"].append(
+            f"distilled: serves one student flow trained on {distilled['num_draws']:,} rows "
+            f"drawn from the {distilled['members']}-member ensemble (NLL on the real rows: "
+            f"student {distilled['student_nll_real_rows']:.4g}, ensemble "
+            f"{distilled['ensemble_nll_real_rows']:.4g}); `export --ensemble` exports the "
+            "ensemble")
     if model.kind == "run":
         stored = RunDir(model.path).read_config()
         summary.update(train=None if stored.train is None else stored.train.to_dict(),
-                       data=stored.data, auto=stored.auto)
+                       data=stored.data, auto=stored.auto,
+                       price=_unknown_price(flow, "measured when the run is exported "
+                                            "(`tfp-realnvp export RUN BASE`)"))
         return summary
     found = recorded_signatures(model.path)
     if found is None:
@@ -75,7 +92,35 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         int(p.name) for p in model.path.parent.iterdir()
         if p.name.isdigit() and (p / SAVED_MODEL_FILE).is_file())
     summary["signatures"] = found
+    summary["price"] = read_price(model.path) or _unknown_price(
+        flow, "unknown: exported before prices were measured (export again to measure)")
     return summary
+
+
+def read_price(version_dir: Path) -> dict[str, Any] | None:
+    """An export's recorded price (`assets.extra/price.json`), None if it has none."""
+    try:
+        price = json.loads((version_dir / ASSETS_EXTRA / PRICE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return price if isinstance(price, dict) and "log_prob" in price else None
+
+
+def _unknown_price(flow: Any, why: str) -> dict[str, Any]:
+    return {"members": 0 if flow is None else flow.ensemble_size, "unknown": why}
+
+
+def format_price(price: dict[str, Any]) -> str:
+    """`20 members, 123,456 trainable parameters; log_prob 773 rows/s at batch 1, 29,027
+    rows/s at batch 4,096 (CPU ..., measured at export)` (or what is unknown)."""
+    members = f"{price['members']} member{'s' if price['members'] != 1 else ''}"
+    if "unknown" in price:
+        return f"{members}; parameters and log_prob rows/s {price['unknown']}"
+    speeds = ", ".join(f"{timing['rows_per_s']:,.0f} rows/s at batch {int(batch):,}" + (
+        f" (timed at {timing['timed_batch']:,})" if timing.get("timed_batch", int(batch))
+        != int(batch) else "") for batch, timing in price["log_prob"].items())
+    return (f"{members}, {price['trainable_parameters']:,} trainable parameters; log_prob "
+            f"{speeds} ({price.get('machine', 'machine not recorded')}, measured at export)")
 
 
 def flow_notes(coupling: str, direction: str, event_dim: int) -> list[str]:
@@ -191,6 +236,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append("train: " + _pairs(summary["train"]))
         lines.append("data: " + _pairs({k: v for k, v in summary["data"].items()
                                         if k != "sha256"}))
+    if summary.get("price"):
+        lines.append("price: " + format_price(summary["price"]))
     metrics = summary["metrics"]
     lines.append("metrics: " + (_pairs(metrics) if metrics else "none"))
     for name, signature in summary.get("signatures", {}).items():

@@ -275,17 +275,33 @@ def read_export_layout(version_dir: Path) -> TableLayout | None:
     return split_legacy_flow(json.loads(config_file.read_text()))[1]
 
 
+STUDENT_DIR = "student"  # a distilled run's student flow: a run directory inside the run
+
+
 @dataclasses.dataclass(frozen=True)
 class Model:
-    """A trained flow found on disk: a run directory or an export version folder."""
+    """A trained flow found on disk: a run directory or an export version folder.
+
+    A distilled run (`RUN/student/`, see `training/distill.py`) serves its student: one
+    flow, the config and weights `load` and `export` take; `ensemble=True` takes the
+    ensemble the run trained instead. Its layout and metrics are the run's."""
 
     kind: str  # "run" or "export"
     path: Path
+    ensemble: bool = False
+
+    @property
+    def student(self) -> RunDir | None:
+        """The run's distilled student flow, when it has one and it is served."""
+        student = RunDir(self.path / STUDENT_DIR)
+        served = self.kind == "run" and not self.ensemble and student.is_finished()
+        return student if served else None
 
     @property
     def config(self) -> FlowConfig:
         if self.kind == "run":
-            return RunDir(self.path).read_config().flow
+            return RunDir(self.path if self.student is None else self.student.path
+                          ).read_config().flow
         return read_export_config(self.path)
 
     @property
@@ -322,7 +338,7 @@ class Model:
                 from tfp_realnvp.mixed.model import load_mixed
 
                 return load_mixed(self.path)
-            return RunDir(self.path).load_flow()
+            return (self.student or RunDir(self.path)).load_flow()
         _check_saved_model(self.path)
         flow = build_flow(self.config)
         restore_weights(flow, self.path / "variables" / "variables")

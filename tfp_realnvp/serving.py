@@ -12,6 +12,7 @@ BASE/NAME/VERSION/assets.extra/flow_config.json     rebuilds the flow (`load`)
                               /metrics.json         the training run's metrics
                               /export_info.json     TF/TFP versions that wrote it, signatures
                               /signatures.json      each signature's tensors, files' sha256
+                              /price.json           members, parameters, log_prob rows/s
                               /tf_serving_warmup_requests   one Predict per batchable signature
 ```
 """
@@ -19,6 +20,7 @@ BASE/NAME/VERSION/assets.extra/flow_config.json     rebuilds the flow (`load`)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -32,8 +34,9 @@ import tensorflow_probability as tfp
 from tfp_realnvp import __version__
 from tfp_realnvp.config import FlowConfig
 from tfp_realnvp.errors import ConfigError, RunExistsError
-from tfp_realnvp.info import record_signatures
+from tfp_realnvp.info import PRICE_FILE, record_signatures
 from tfp_realnvp.mixed.model import CATEGORICAL_FILE, MixedTableModel, load_mixed
+from tfp_realnvp.price import measure_price
 from tfp_realnvp.rundir import (
     ASSETS_EXTRA,
     FLOW_CONFIG_FILE,
@@ -129,6 +132,10 @@ def _write_assets(version_dir: Path, name: str, config: FlowConfig,
     write_warmup_requests(extra / WARMUP_FILE, name, config,
                           None if served is None else served.warmup)
     record_signatures(version_dir)  # what `tfp-realnvp info` reads without TensorFlow
+    if served is not None:  # the serving cost, timed here: `info` and the export report
+        price = measure_price(served.signatures["log_prob"], served.warmup["log_prob"],
+                              served.model, config)
+        (extra / PRICE_FILE).write_text(json.dumps(price, indent=2) + "\n")
 
 
 def export(
@@ -138,6 +145,7 @@ def export(
     version: int | None = None,
     config: FlowConfig | None = None,
     layout: TableLayout | None = None,
+    ensemble: bool = False,
 ) -> Path:
     """Exports a trained flow to `base_dir/name/version/` and returns that path.
 
@@ -158,8 +166,10 @@ def export(
       config: the `FlowConfig` of a live flow passed as `source`.
       layout: the training table's `TableLayout` of a live flow (a run's or an export's
         own layout is kept), saved as `assets.extra/layout.json`.
+      ensemble: a distilled run exports its ensemble, not its student (one flow, the
+        default: see `training/distill.py`).
     """
-    flow, config, metrics, layout = _resolve_source(source, config, layout)
+    flow, config, metrics, layout = _resolve_source(source, config, layout, ensemble)
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"'name' must be a plain folder name; got {name!r}.")
     model_dir = Path(base_dir) / name
@@ -198,12 +208,12 @@ def _quiet_tf_logger():
         logger.setLevel(level)
 
 
-def _resolve_source(source, config, layout):
+def _resolve_source(source, config, layout, ensemble=False):
     if isinstance(source, (tfd.Distribution, MixedTableModel)):
         if config is None:
             raise ConfigError("Exporting a live flow needs its FlowConfig: pass config=.")
         return source, config, None, layout
-    model = find_model(source)
+    model = dataclasses.replace(find_model(source), ensemble=ensemble)
     mixed_run = model.kind == "run" and (model.path / CATEGORICAL_FILE).is_file()
     loaded = load_mixed(model.path) if mixed_run else model.load()
     return loaded, model.config, model.metrics, model.layout

@@ -274,6 +274,13 @@ def _report_fit(run_dir: Path, metrics: dict[str, Any]) -> None:
         click.echo(f"held-out test NLL: {metrics['test_nll']:.4f} nats "
                    f"({metrics['test_num_points']} fresh points; median "
                    f"{metrics['test_median']:.4f}, max {metrics['test_max']:.2f})")
+    distilled = metrics.get("distilled")
+    if distilled:
+        click.echo(f"distilled: one student flow on {distilled['num_draws']:,} draws of the "
+                   f"{distilled['members']} members in {distilled['wall_time_s']:.1f} s (NLL "
+                   f"on the real rows {distilled['student_nll_real_rows']:.4f}, ensemble "
+                   f"{distilled['ensemble_nll_real_rows']:.4f}); load and export serve it, "
+                   "export --ensemble the ensemble")
     if metrics.get("num_workers", 1) > 1:
         click.echo(f"chief of {metrics['num_workers']} workers; weights sha256: "
                    f"{metrics['weights_sha256']}")

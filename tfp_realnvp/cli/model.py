@@ -35,12 +35,18 @@ def _check_model(path: Path) -> None:
         tfp_realnvp.rundir.find_model(path)
 
 
-def export_and_report(source: Path, base_dir: Path, name: str, version: int | None) -> None:
-    """Exports the run at `source` to BASE_DIR/NAME/VERSION and says where."""
+def export_and_report(source: Path, base_dir: Path, name: str, version: int | None,
+                      ensemble: bool = False) -> None:
+    """Exports the run at `source` to BASE_DIR/NAME/VERSION and says where and what it
+    costs to serve (members, parameters, log_prob rows/s measured while exporting)."""
     start_tensorflow()
     with reported_errors():
-        target = tfp_realnvp.export(source, base_dir, name=name, version=version)
+        target = tfp_realnvp.export(source, base_dir, name=name, version=version,
+                                    ensemble=ensemble)
     click.echo(f"exported SavedModel: {target}")
+    price = tfp_realnvp.info.read_price(target)
+    if price is not None:
+        click.echo(f"price: {tfp_realnvp.info.format_price(price)}")
 
 
 @click.command()
@@ -49,13 +55,17 @@ def export_and_report(source: Path, base_dir: Path, name: str, version: int | No
 @click.option("--name", default="realnvp", show_default=True, help="Model name (folder).")
 @click.option("--version", "version", type=click.IntRange(min=1),
               help="Integer version (default: the next free one); never overwritten.")
-def export(source: Path, base_dir: Path, name: str, version: int | None) -> None:
-    """Export a trained run as a TF Serving SavedModel at BASE_DIR/NAME/VERSION."""
+@click.option("--ensemble", is_flag=True,
+              help="A distilled run: export its ensemble, not its student (one flow).")
+def export(source: Path, base_dir: Path, name: str, version: int | None,
+           ensemble: bool) -> None:
+    """Export a trained run as a TF Serving SavedModel at BASE_DIR/NAME/VERSION (a
+    distilled run: its student flow, unless --ensemble)."""
     if images_cli.is_image_model(source):
         images_cli.export(source, base_dir, name, version)
         return
     _check_model(source)
-    export_and_report(source, base_dir, name, version)
+    export_and_report(source, base_dir, name, version, ensemble)
 
 
 @click.command()

@@ -19,6 +19,7 @@ from tfp_realnvp.config import FlowConfig, TrainConfig, settings
 from tfp_realnvp.errors import ConfigError, DataError
 from tfp_realnvp.rundir import RunConfig, RunDir
 from tfp_realnvp.training import table_fit
+from tfp_realnvp.training.distill import after_training
 from tfp_realnvp.training.distribute import is_chief, make_strategy, worker_run_dir
 from tfp_realnvp.training.loop import train
 from tfp_realnvp.training.records import EpochMetrics, FitResult
@@ -68,7 +69,9 @@ def fit(
     validation NLL has not improved for `patience` epochs; the best weights are kept in
     `run_dir/model`. A config left out is chosen from the table's shape by `auto.choose`
     (recorded in config.json with its reasons); `on_epoch` sees the epochs planned in
-    `EpochMetrics.planned_epochs`.
+    `EpochMetrics.planned_epochs`. An unconditional ensemble whose TrainConfig says
+    `distill` then trains one student flow on its draws into `run_dir/student`, which
+    `load` and `export` serve (`training/distill.py`); `FitResult.flow` is the ensemble.
 
     Args:
       data: `[N, D]` rows (validated here: finite, at least 2 columns).
@@ -173,6 +176,8 @@ def _fit_arrays(
         trainer.set_base_mixtures(base.mixtures)
         trainer.set_blend_mixtures(blend)
         result = train(trainer, run, on_epoch, history=[], tensorboard=tensorboard)
+        result = after_training(run, result, flow_config, train_config, data, layout,
+                                strategy)
     return dataclasses.replace(result, run_dir=Path(run_dir), chief=is_chief(strategy))
 
 
@@ -264,7 +269,9 @@ def resume(
     if manager.latest_checkpoint:
         trainer.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
         history = run.read_metrics().get("history", [])[: int(trainer.state.epoch.numpy())]
-    return train(trainer, run, on_epoch, history, tensorboard)
+    result = train(trainer, run, on_epoch, history, tensorboard)
+    return after_training(run, result, stored.flow, train_config, data, stored.layout,
+                          trainer.strategy)
 
 
 def _resume_context(run: RunDir, stored: RunConfig, context: np.ndarray | None,
