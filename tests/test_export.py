@@ -379,7 +379,8 @@ def test_concurrent_exports_get_distinct_complete_versions(trained, tmp_path):
                                   text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=300) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
-    reported = sorted(out.strip().rsplit("/", 1)[-1] for out, _ in outputs)
+    reported = sorted(line.rsplit("/", 1)[-1] for out, _ in outputs
+                      for line in out.splitlines() if line.startswith("exported SavedModel: "))
     assert reported == ["1", "2"]
     assert sorted(p.name for p in (base / "realnvp").iterdir()) == ["1", "2"]  # no leftovers
     for version in ("1", "2"):

@@ -55,10 +55,11 @@ def draw(flow: tfd.Distribution, num_rows: int, seed: int) -> np.ndarray:
 def student_configs(teacher: FlowConfig, num_draws: int,
                     time_budget: float | None) -> tuple[FlowConfig, TrainConfig]:
     """A member's architecture as one flow, trained as `auto` trains a table of
-    `num_draws` rows (its batch size, learning rate, patience and steps per epoch)."""
+    `num_draws` rows (its batch size, learning rate, patience and steps per epoch). The
+    student is not blended: a blended teacher's mixture is already in its draws."""
     chosen = auto.choose(num_draws, teacher.event_dim, time_budget=time_budget,
                          conditional=True)  # the affine branch's training rules
-    return teacher.replace(ensemble_size=1), chosen.train
+    return teacher.replace(ensemble_size=1, blend=False, blend_components=0), chosen.train
 
 
 def distill(teacher: tfd.Distribution, teacher_config: FlowConfig, real_rows: np.ndarray,
