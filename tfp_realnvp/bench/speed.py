@@ -30,7 +30,8 @@ from tfp_realnvp.bench.subjects import (
 )
 from tfp_realnvp.bench.throughput import measure_subject
 from tfp_realnvp.bench.time_to_quality import time_to_quality
-from tfp_realnvp.bench.timing import PeakMemory, device_name
+from tfp_realnvp.bench.timing import PeakMemory
+from tfp_realnvp.price import machine
 
 # What callers (the CLI) reach through this module.
 __all__ = ["SpeedOptions", "format_report", "plot_scaling", "run_speed"]
@@ -51,7 +52,7 @@ def run_speed(options: SpeedOptions | None = None,
     report = on_result or (lambda section, record: None)
     table = training_table(options.dim)
     points = tf.gather(table, tf.range(options.eval_points) % TABLE_ROWS)
-    result: dict[str, Any] = {"device": device_name(), "tensorflow": tf.__version__,
+    result: dict[str, Any] = {"device": machine(), "tensorflow": tf.__version__,
                               "options": dataclasses.asdict(options),
                               "memory_measured": PeakMemory().kind}
     peak = machine_matmul_gflops()

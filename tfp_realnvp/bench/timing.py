@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import resource
 import threading
 import time
@@ -68,22 +67,6 @@ def _rss_bytes() -> int:
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def device_name() -> str:
-    """The GPU's name, or the CPU's model and core count."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"GPU: {details.get('device_name', gpus[0].name)}"
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            model = next((line.split(":", 1)[1].strip() for line in handle
-                          if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return f"CPU: {model} ({os.cpu_count()} cores)"
 
 
 def best_seconds(function: Callable[[], Any], repeats: int) -> float:
