@@ -96,7 +96,9 @@ class Trainer:
         self.train_epoch = tf.function(self._train_epoch_fn)
         self.validation_nll = tf.function(self._validation_nll_fn)
         self.keep_best = tf.function(self._keep_best_fn)
-        self.restore_best = tf.function(self._restore_best_fn)
+        # Once per fit: eager (a tf.function here was traced anew by every trainer, and
+        # TensorFlow warned of retracing from the sixth fit in one process on).
+        self.restore_best = self._restore_best_fn
 
     def make_flow(self) -> tfd.Distribution:
         """The flow this trainer trains (built inside the strategy's scope)."""
