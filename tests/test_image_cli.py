@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+import tfp_realnvp
 from tfp_realnvp.cli import cli as main
 from tfp_realnvp.images import data as data_lib
 
@@ -59,6 +60,9 @@ def test_evaluate_scores_images_in_nats_and_bits(image_run):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["n"] == 40
+    flow = tfp_realnvp.load(run)  # the package's one `load` knows image runs
+    assert flow.event_shape == [4, 4, 1]
+    assert np.isfinite(flow.log_prob(np.load(data)[:3].astype(np.float32) + 0.5)).all()
     assert summary["bits_per_dim"] == pytest.approx(summary["nll"] / (16 * np.log(2)))
     wrong = data.with_name("wrong.npy")
     np.save(wrong, np.zeros((3, 8, 8, 1), np.uint8))

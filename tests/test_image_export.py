@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 from serving_checks import run_tf1_loader
 
+import tfp_realnvp
 from tfp_realnvp.errors import ModelNotFoundError, RunExistsError
 from tfp_realnvp.images.config import ImageConfig
 from tfp_realnvp.images.model import (
@@ -87,6 +88,10 @@ def test_signatures_through_saved_model_load_and_load_image_export(exported):
         model.signatures["log_prob"](x=tf.zeros([1, 4, 4, 1]))
     loaded = load_image_export(target.parent)
     np.testing.assert_allclose(loaded.log_prob(inputs["log_prob"]["x"]).numpy(),
+                               expected["log_prob"]["log_prob"], rtol=1e-5)
+    public = tfp_realnvp.load(target.parent)  # the package's one `load` knows image exports
+    assert public.event_shape == CONFIG.shape
+    np.testing.assert_allclose(public.log_prob(inputs["log_prob"]["x"]).numpy(),
                                expected["log_prob"]["log_prob"], rtol=1e-5)
     with pytest.raises(ModelNotFoundError, match="not an image export"):
         load_image_export(target / "variables")

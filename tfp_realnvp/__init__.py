@@ -24,7 +24,7 @@ _EXPORTS = {
     "couplings": "flow",
     "surrogate_posterior": "flow",
     "export": "serving",
-    "load": "rundir",
+    "load": "loading",
     "fit": "training",
     "resume": "training",
     "TfpRealnvpError": "errors",
@@ -32,8 +32,8 @@ _EXPORTS = {
     "ConfigError": "errors",
 }
 _SUBMODULES = ("auto", "bench", "bijectors", "cli", "config", "errors", "files", "flow", "info",
-               "lazy", "mixed", "networks", "plots", "prepare", "rundir", "sampling", "scoring",
-               "serving", "summaries", "tables", "training")
+               "lazy", "loading", "mixed", "networks", "plots", "prepare", "rundir", "sampling",
+               "scoring", "serving", "summaries", "tables", "training")
 
 __all__ = ["AffineCoupling", "ConfigError", "DataError", "FlowConfig", "TfpRealnvpError",
            "TrainConfig", "bijector_kwargs", "build_flow", "context_kwargs", "couplings",
@@ -51,7 +51,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does th
         couplings,
         surrogate_posterior,
     )
-    from tfp_realnvp.rundir import load
+    from tfp_realnvp.loading import load
     from tfp_realnvp.serving import export
     from tfp_realnvp.training import fit, resume
 
