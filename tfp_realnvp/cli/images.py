@@ -123,11 +123,9 @@ def export(source: Path, base_dir: Path, name: str, version: int | None) -> None
 def _load(model_dir: Path):
     """(flow, config) of an image run or export."""
     start_tensorflow()
-    if runs.is_image_run(model_dir):
-        return runs.load_image_flow(model_dir), runs.read_image_config(model_dir)
-    from tfp_realnvp.images.serving import load_image_export
+    from tfp_realnvp.loading import load
 
-    return load_image_export(model_dir), runs.read_image_config(model_dir)
+    return load(model_dir), runs.read_image_config(model_dir)
 
 
 def sample(model_dir: Path, num_samples: int, seed: int, output: Path | None,
