@@ -1,5 +1,6 @@
-"""Export of an image flow: its signatures through tf.saved_model.load and the TF1 session
-loader TF Serving uses (a TensorFlow-only process), and `load_image_export` round trip."""
+"""Export of an image flow: its signatures through tf.saved_model.load, the TF1 session
+loader and the C API loader TF Serving uses (a TensorFlow-only process, its warm-up file
+replayed), and `load_image_export` round trip."""
 
 import json
 import math
@@ -7,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-from serving_checks import run_tf1_loader
+from serving_checks import TF1_SESSION_LOADER, fresh_result, run_fresh_scripts
 
 import tfp_realnvp
 from tfp_realnvp.errors import ModelNotFoundError, RunExistsError
@@ -19,7 +20,13 @@ from tfp_realnvp.images.model import (
     initialize_actnorms,
     sample_images,
 )
-from tfp_realnvp.images.serving import export_images, load_image_export
+from tfp_realnvp.images.serving import (
+    BATCHABLE_IMAGE_SIGNATURES,
+    IMAGE_SIGNATURES,
+    export_images,
+    load_image_export,
+)
+from tfp_realnvp.serving import WARMUP_FILE
 
 CONFIG = ImageConfig(height=4, width=4, channels=2, levels=17, filters=4, checkerboard=2,
                      channel=2, last_checkerboard=2)
@@ -97,11 +104,80 @@ def test_signatures_through_saved_model_load_and_load_image_export(exported):
         load_image_export(target / "variables")
 
 
-def test_signatures_through_the_tf1_session_loader(exported):
-    target, _, expected, inputs = exported
-    jobs = [{"path": str(target),
-             "inputs": {s: {k: np.asarray(v).tolist() for k, v in feed.items()}
-                        for s, feed in inputs.items()}}]
-    results, modules = run_tf1_loader(jobs)
-    assert modules == []  # TF Serving needs TensorFlow alone
-    assert_match(results[0], expected)
+# TF Serving's own loader (C++ `LoadSavedModel`) through the C API: every signature, the
+# warm-up file replayed as the model server does before it serves, a wrong image shape.
+CAPI_LOADER = """
+    import json, sys
+    import numpy as np
+    from serving_capi import CApiSavedModel
+    from tensorflow.python.framework import tensor_util
+    from tensorflow.python.lib.io import tf_record
+    from tensorflow_serving.apis import prediction_log_pb2
+    payload, out = json.load(sys.stdin), {}
+    with CApiSavedModel(payload["path"]) as model:
+        for signature, inputs in payload["inputs"].items():
+            feed = {k: np.asarray(v, dtype="int32" if k in ("num_samples", "seed")
+                    else "float32") for k, v in inputs.items()}
+            out[signature] = {k: v.tolist() for k, v in model.run(signature, feed).items()}
+        out["signatures"] = {name: [d.method_name, sorted(d.inputs), sorted(d.outputs)]
+                             for name, d in model.signature_defs.items()
+                             if not name.startswith("__")}
+        replayed = []
+        for record in tf_record.tf_record_iterator(payload["warmup"]):
+            request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+            feed = {k: tensor_util.MakeNdarray(v) for k, v in request.inputs.items()}
+            result = model.run(request.model_spec.signature_name, feed)
+            finite = all(bool(np.all(np.isfinite(v))) for v in result.values())
+            replayed.append([request.model_spec.name, request.model_spec.signature_name,
+                             sorted(feed), finite])
+        out["warmup"] = replayed
+        try:
+            model.run("log_prob", {"x": np.zeros((1, 4, 4, 1), "float32")})
+            out["bad_shape"] = "no error"
+        except RuntimeError as error:
+            out["bad_shape"] = str(error)
+    print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh(exported):
+    """The TF1 session loader and the C API loader on the export, in ONE fresh
+    TensorFlow-only interpreter (one start-up): {"tf1": ..., "capi": ...}."""
+    target, _, _, inputs = exported
+    feeds = {s: {k: np.asarray(v).tolist() for k, v in feed.items()}
+             for s, feed in inputs.items()}
+    return run_fresh_scripts({
+        "tf1": (TF1_SESSION_LOADER, {"jobs": [{"path": str(target), "inputs": feeds}]}),
+        "capi": (CAPI_LOADER, {"path": str(target), "inputs": feeds,
+                               "warmup": str(target / "assets.extra" / WARMUP_FILE)}),
+    })
+
+
+def test_signatures_through_the_tf1_session_loader(exported, fresh):
+    _, _, expected, _ = exported
+    got = fresh_result(fresh, "tf1")
+    assert got["modules"] == []  # TF Serving needs TensorFlow alone
+    assert_match(got["results"][0], expected)
+
+
+def test_c_api_loader_runs_the_signatures_and_replays_the_warmup(exported, fresh):
+    target, _, expected, _ = exported
+    got = fresh_result(fresh, "capi")
+    images = ["tensorflow/serving/predict", ["x"], ["bits_per_dim", "log_prob"]]
+    assert got.pop("signatures") == {
+        "serving_default": images, "log_prob": images,
+        "sample": ["tensorflow/serving/predict", ["num_samples", "seed", "temperature"],
+                   ["samples"]],
+        "encode": ["tensorflow/serving/predict", ["x"], ["z"]],
+        "decode": ["tensorflow/serving/predict", ["z"], ["x"]],
+    }
+    assert sorted(got) == sorted(["bad_shape", "warmup", *expected])
+    # one finite answer per batchable signature, as the model server replays them
+    assert got.pop("warmup") == [["digits", name, ["z" if name == "decode" else "x"], True]
+                                 for name in BATCHABLE_IMAGE_SIGNATURES]
+    assert "sample" not in BATCHABLE_IMAGE_SIGNATURES and len(IMAGE_SIGNATURES) == 5
+    assert "check_x_is_batch_by_4x4x2" in got.pop("bad_shape")
+    assert_match(got, expected)
+    info = json.loads((target / "assets.extra" / "export_info.json").read_text())
+    assert info["batchable_signatures"] == list(BATCHABLE_IMAGE_SIGNATURES)

@@ -34,6 +34,7 @@ import tensorflow_probability as tfp
 from tfp_realnvp import __version__
 from tfp_realnvp.config import FlowConfig
 from tfp_realnvp.errors import ConfigError, RunExistsError
+from tfp_realnvp.images.config import ImageConfig
 from tfp_realnvp.info import PRICE_FILE, record_signatures
 from tfp_realnvp.mixed.model import CATEGORICAL_FILE, MixedTableModel, load_mixed
 from tfp_realnvp.price import measure_price
@@ -70,10 +71,10 @@ def next_version(model_dir: Path) -> int:
     return max(versions, default=0) + 1
 
 
-def write_warmup_requests(path: Path, model_name: str, config: FlowConfig,
+def write_warmup_requests(path: Path, model_name: str, config: FlowConfig | None,
                           requests: dict[str, dict[str, np.ndarray]] | None = None) -> int:
     """Writes TF Serving's warm-up TFRecord: one `PredictionLog` per batchable signature
-    (`requests`: signature -> inputs; default: the flow signatures' own).
+    (`requests`: signature -> inputs; default: the flow signatures' own, from `config`).
 
     The model server replays these before it marks the version AVAILABLE, so the first
     real request does not pay for graph initialisation. A record that fails makes the
@@ -157,7 +158,9 @@ def export(
 
     Args:
       source: a run directory, an export (re-exported), or a live flow (or
-        `MixedTableModel`) with its `config` (and a mixed model's `layout`). A table model
+        `MixedTableModel`) with its `config` (and a mixed model's `layout`). An image model
+        (its run or export, or a live image flow with its `ImageConfig`) gets the image
+        signatures (`images/serving.py`). A table model
         (a mixed one, or a numeric one whose layout names its columns) also gets signatures
         taking one named input per column; see `serving_tables`.
       base_dir: the model server's base folder; the export goes to `base_dir/name/version`.
@@ -169,6 +172,11 @@ def export(
       ensemble: a distilled run exports its ensemble, not its student (one flow, the
         default: see `training/distill.py`).
     """
+    live = isinstance(source, (tfd.Distribution, MixedTableModel))
+    if isinstance(config, ImageConfig) or (not live and find_model(source).image):
+        from tfp_realnvp.images.serving import export_images
+
+        return export_images(source, base_dir, name, version, config)
     flow, config, metrics, layout = _resolve_source(source, config, layout, ensemble)
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"'name' must be a plain folder name; got {name!r}.")

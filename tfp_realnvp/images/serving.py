@@ -5,6 +5,7 @@ BASE/NAME/VERSION/saved_model.pb, variables/       tag "serve"
 BASE/NAME/VERSION/assets.extra/image.json          rebuilds the flow (ImageConfig)
                               /metrics.json        the training run's metrics
                               /export_info.json    versions, image shape, signatures
+                              /tf_serving_warmup_requests   one Predict per batchable signature
 ```
 Signatures (float32 images `[B, H, W, C]` in level units, dynamic batch):
 `serving_default`/`log_prob` x -> log_prob [B], bits_per_dim [B]; `sample` (num_samples,
@@ -19,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -34,6 +36,8 @@ from tfp_realnvp.serving_flow import checked_sample_request
 tfd = tfp.distributions
 
 IMAGE_SIGNATURES = ("serving_default", "log_prob", "sample", "encode", "decode")
+# Every signature but `sample` (scalar inputs: refused by a server with --enable_batching).
+BATCHABLE_IMAGE_SIGNATURES = tuple(s for s in IMAGE_SIGNATURES if s != "sample")
 EXPORT_INFO_FILE = "export_info.json"
 
 
@@ -86,17 +90,22 @@ class ImageServingModule(tf.Module):
 def export_images(source: str | os.PathLike | tfd.Distribution, base_dir: str | os.PathLike,
                   name: str = "realnvp", version: int | None = None,
                   config: ImageConfig | None = None) -> Path:
-    """Exports an image run (or a live image flow with its `config`) to
-    `base_dir/name/version/`, written aside and renamed into place; never overwrites."""
+    """Exports an image run (an image export again, or a live image flow with its
+    `config`) to `base_dir/name/version/`, written aside and renamed into place; never
+    overwrites."""
     from tfp_realnvp.serving import _quiet_tf_logger, next_version
 
     if isinstance(source, tfd.Distribution):
         if config is None:
             raise ConfigError("Exporting a live image flow needs its ImageConfig: pass config=.")
         flow, metrics = source, None
-    else:
+    elif runs.is_image_run(source):
         flow, config = runs.load_image_flow(source), runs.read_image_config(source)
         metrics = RunDir(Path(source)).read_metrics() or None
+    else:  # an image export, exported again (its metrics kept)
+        flow, config = load_image_export(source), runs.read_image_config(source)
+        file = runs.image_export_dir(source) / ASSETS_EXTRA / METRICS_FILE
+        metrics = json.loads(file.read_text()) if file.is_file() else None
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"'name' must be a plain folder name; got {name!r}.")
     model_dir = Path(base_dir) / name
@@ -114,17 +123,31 @@ def export_images(source: str | os.PathLike | tfd.Distribution, base_dir: str | 
 
 def _write_assets(version_dir: Path, name: str, config: ImageConfig,
                   metrics: dict[str, Any] | None) -> None:
+    from tfp_realnvp.serving import WARMUP_FILE, write_warmup_requests
+
     extra = version_dir / ASSETS_EXTRA
     extra.mkdir()
     (extra / runs.IMAGE_FILE).write_text(config.to_json() + "\n")
+    write_warmup_requests(extra / WARMUP_FILE, name, None, image_warmup_inputs(config))
     if metrics is not None:
         (extra / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     info = {"tensorflow_version": tf.__version__,
             "tensorflow_probability_version": tfp.__version__,
             "tfp_realnvp_version": __version__, "model_name": name, "model": "image",
             "image_shape": list(config.shape), "levels": config.levels,
-            "signatures": list(IMAGE_SIGNATURES)}
+            "signatures": list(IMAGE_SIGNATURES),
+            "batchable_signatures": list(BATCHABLE_IMAGE_SIGNATURES)}
     (extra / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def image_warmup_inputs(config: ImageConfig) -> dict[str, dict[str, np.ndarray]]:
+    """TF Serving's warm-up requests of an image export: per batchable signature two
+    mid-grey images (every value `levels / 2`, level units) or two zero latents."""
+    x = np.full((2, *config.shape), config.levels / 2.0, np.float32)
+    requests = {"serving_default": {"x": x}, "log_prob": {"x": x}, "encode": {"x": x},
+                "decode": {"z": np.zeros_like(x)}}
+    assert tuple(requests) == BATCHABLE_IMAGE_SIGNATURES
+    return requests
 
 
 def load_image_export(path: str | os.PathLike) -> tfd.Distribution:
