@@ -47,6 +47,7 @@ ASSETS_EXTRA = "assets.extra"
 FLOW_CONFIG_FILE = "flow_config.json"
 LAYOUT_FILE = "layout.json"
 CATEGORICAL_FILE = "categorical.json"  # a mixed run's categorical model (mixed/model.py)
+IMAGE_FILE = "image.json"  # an image model's ImageConfig (images/runs.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,6 +300,10 @@ class Model:
 
     @property
     def config(self) -> FlowConfig:
+        if self.image:
+            raise ModelNotFoundError(
+                f"{self.path}: an image model has no FlowConfig; its ImageConfig is in "
+                f"{IMAGE_FILE} (tfp_realnvp.images.runs.read_image_config).")
         if self.kind == "run":
             return RunDir(self.path if self.student is None else self.student.path
                           ).read_config().flow
@@ -324,15 +329,27 @@ class Model:
                             f"{ASSETS_EXTRA}/{CATEGORICAL_FILE}")
 
     @property
+    def image(self) -> bool:
+        """An image model (a run or export holding image.json; `images/`): `load` gives
+        its multi-scale flow, `config` has no FlowConfig to give."""
+        return (self.path / (IMAGE_FILE if self.kind == "run" else
+                             f"{ASSETS_EXTRA}/{IMAGE_FILE}")).is_file()
+
+    @property
     def mixed(self) -> bool:
         """A table model with categorical columns (its `load` gives a `MixedTableModel`)."""
         return self.categorical_file.is_file()
 
     def load(self) -> tfd.Distribution | Any:
-        """The trained model: a TFP distribution, or for a table with categorical columns
-        (a run or its export) its `MixedTableModel`."""
+        """The trained model: a TFP distribution (an image model's multi-scale flow), or for
+        a table with categorical columns (a run or its export) its `MixedTableModel`."""
         from tfp_realnvp.flow import build_flow
 
+        if self.image:
+            from tfp_realnvp.images import runs, serving
+
+            return (runs.load_image_flow(self.path) if self.kind == "run" else
+                    serving.load_image_export(self.path))
         if self.kind == "run":
             if self.mixed:
                 from tfp_realnvp.mixed.model import load_mixed

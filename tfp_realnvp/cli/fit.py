@@ -99,11 +99,12 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
         given = {k: v for k, v in options.items() if v is not None}
         images_cli.fit_images(data_file, run_dir, levels, quiet,
                               {**given, **({"seed": seed} if _seed_given(ctx) else {})},
-                              _default_run_dir, export_base, PLOT_FILE if plot else None)
+                              _default_run_dir, export_base, PLOT_FILE if plot else None,
+                              strategy)
         return
     if resume and run_dir is not None and images_cli.is_image_model(run_dir):
         images_cli.resume(run_dir, data_file, quiet,
-                          {k: v for k, v in options.items() if v is not None})
+                          {k: v for k, v in options.items() if v is not None}, strategy)
         return
     kinds_given = [f"--{k}" for k, v in (("categorical", categorical), ("numeric", numeric),
                                          ("ignore", ignore)) if v is not None]

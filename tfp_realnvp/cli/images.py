@@ -31,23 +31,33 @@ def is_image_model(path: Path) -> bool:
     return runs.is_image_model(path)
 
 
+def check_strategy(strategy: str) -> None:
+    """Image runs train under `default` or `mirrored`; `multiworker` is refused (usage)."""
+    if strategy == "multiworker":
+        raise click.UsageError("--strategy multiworker trains tables only; train an image "
+                               "model with --strategy default or mirrored (every local GPU "
+                               "or CPU).")
+
+
 def fit_images(data_file: Path, run_dir: Path | None, levels: int | None, quiet: bool,
                settings: dict[str, Any], default_run_dir,
-               export_base: Path | None = None, plot_file: str | None = None) -> None:
-    """`fit --data IMAGES`: reads them, trains the default image flow (options given win),
-    reports nats per image and bits/dim of the validation images (then draws the run into
-    RUN_DIR/`plot_file` with `--plot`, exports it to EXPORT/realnvp/<next version> with
-    `--export`)."""
+               export_base: Path | None = None, plot_file: str | None = None,
+               strategy: str = "default") -> None:
+    """`fit --data IMAGES`: reads them, trains the default image flow (options given win)
+    under `strategy`, reports nats per image and bits/dim of the validation images (then
+    draws the run into RUN_DIR/`plot_file` with `--plot`, exports it to
+    EXPORT/realnvp/<next version> with `--export`)."""
+    check_strategy(strategy)
     with reported_errors():
         images, count, data_info = data_lib.read_images(data_file, levels)
-        start_tensorflow()
+        distribution = start_tensorflow(strategy)
         from tfp_realnvp.images.train import fit_images as fit
 
         run_dir = run_dir or default_run_dir(Path(str(data_file)).stem)
         with progress(settings.get("epochs"), quiet, recorded_budget(run_dir),
                       recorded_wall_time(run_dir)) as on_epoch:
             result = fit(images, count, run_dir, data_info=data_info, on_epoch=on_epoch,
-                         settings=settings)
+                         settings=settings, strategy=distribution)
     metrics = result.metrics
     dims = int(np.prod(images.shape[1:]))
     click.echo(f"run directory: {result.run_dir}")
@@ -86,8 +96,10 @@ def plot(model_dir: Path, output: Path, data_file: Path | None, seed: int) -> No
 
 
 def resume(run_dir: Path, data_file: Path | None, quiet: bool,
-           changes: dict[str, Any]) -> None:
-    """`fit --resume` of an image run: its own images (recorded source, or --data)."""
+           changes: dict[str, Any], strategy: str = "default") -> None:
+    """`fit --resume` of an image run: its own images (recorded source, or --data), under
+    `strategy`."""
+    check_strategy(strategy)
     with reported_errors():
         from tfp_realnvp.rundir import RunDir
 
@@ -96,12 +108,13 @@ def resume(run_dir: Path, data_file: Path | None, quiet: bool,
         if source is None:
             raise DataError(f"{run_dir} records no image source; pass its images with --data.")
         images, _, _ = data_lib.read_images(source, config.levels)
-        start_tensorflow()
+        distribution = start_tensorflow(strategy)
         from tfp_realnvp.images.train import resume_images
 
         with progress(changes.get("epochs"), quiet, recorded_budget(run_dir),
                       recorded_wall_time(run_dir)) as on_epoch:
-            result = resume_images(run_dir, images, on_epoch=on_epoch, **changes)
+            result = resume_images(run_dir, images, on_epoch=on_epoch, strategy=distribution,
+                                   **changes)
     metrics = result.metrics
     click.echo(f"run directory: {result.run_dir}")
     click.echo(f"epochs: {metrics['epochs_run']} (best {metrics['best_epoch']}, stopped by "

@@ -9,12 +9,16 @@ from typing import TYPE_CHECKING
 from tfp_realnvp.errors import ModelNotFoundError
 from tfp_realnvp.files import atomic_write
 from tfp_realnvp.images.config import ImageConfig
-from tfp_realnvp.rundir import ASSETS_EXTRA, MODEL_PREFIX, RunDir, export_version_dir
+from tfp_realnvp.rundir import (
+    ASSETS_EXTRA,
+    IMAGE_FILE,
+    MODEL_PREFIX,
+    RunDir,
+    export_version_dir,
+)
 
 if TYPE_CHECKING:
     from tensorflow_probability import distributions as tfd
-
-IMAGE_FILE = "image.json"
 
 
 def write_image_config(run_path: Path, config: ImageConfig) -> None:

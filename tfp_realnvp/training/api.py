@@ -17,7 +17,7 @@ from tfp_realnvp import auto, base_fit, blend_fit, tables
 from tfp_realnvp import prepare as prepare_lib
 from tfp_realnvp.config import FlowConfig, TrainConfig, settings
 from tfp_realnvp.errors import ConfigError, DataError
-from tfp_realnvp.rundir import RunConfig, RunDir
+from tfp_realnvp.rundir import IMAGE_FILE, RunConfig, RunDir
 from tfp_realnvp.training import table_fit
 from tfp_realnvp.training.distill import after_training
 from tfp_realnvp.training.distribute import is_chief, make_strategy, worker_run_dir
@@ -234,8 +234,9 @@ def resume(
     run already has is fine): the architecture and the optimisation of a run are fixed.
 
     Args:
-      run_dir: a run directory written by `fit`.
-      data: the rows the run was trained on (the same split is taken again); for a run of
+      run_dir: a run directory written by `fit` (an image run: see `images.train`).
+      data: the rows the run was trained on (the same split is taken again); for an image
+        run its images (`[N, H, W, C]` levels, or the path `fit --data` read); for a run of
         a table, its table (a path or a DataFrame), read by the run's layout (a mixed run's
         categories become the flow's one-hot context again).
       strategy: a `tf.distribute` strategy (default: the current one).
@@ -246,6 +247,8 @@ def resume(
       **changes: config fields to set; only resumable ones may differ from the run's.
     """
     run = RunDir(run_dir)
+    if (run.path / IMAGE_FILE).is_file():
+        return _resume_images(run, data, strategy, on_epoch, tensorboard, context, changes)
     stored = run.read_config()
     if table_fit.is_table(data, context):
         data, context = table_fit.resume_inputs(run, stored, data)
@@ -272,6 +275,24 @@ def resume(
     result = train(trainer, run, on_epoch, history, tensorboard)
     return after_training(run, result, stored.flow, train_config, data, stored.layout,
                           trainer.strategy)
+
+
+def _resume_images(run: RunDir, data: Any, strategy: tf.distribute.Strategy | None,
+                   on_epoch: Callable[[EpochMetrics], None] | None, tensorboard: bool | None,
+                   context: np.ndarray | None, changes: dict[str, Any]) -> FitResult:
+    """`resume` of an image run (`images.train.resume_images`) on its images: an array of
+    levels `[N, H, W, C]` or the source `fit --data` read (a .npy, a folder, `digits-images`)."""
+    from tfp_realnvp.images import data as image_data
+    from tfp_realnvp.images.runs import read_image_config
+    from tfp_realnvp.images.train import resume_images
+
+    if context is not None or tensorboard:
+        raise ConfigError(f"{run.path} is an image run: it takes no context and writes no "
+                          "TensorBoard summaries; resume it with its images alone.")
+    if isinstance(data, str | os.PathLike):
+        data = image_data.read_images(data, read_image_config(run.path).levels)[0]
+    return resume_images(run.path, np.asarray(data, np.float32), on_epoch=on_epoch,
+                         strategy=strategy, **changes)
 
 
 def _resume_context(run: RunDir, stored: RunConfig, context: np.ndarray | None,
