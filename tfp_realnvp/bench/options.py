@@ -28,6 +28,7 @@ class SpeedOptions:
     scaling: bool = False
     scaling_dims: tuple[int, ...] = (2, 8, 32, 64)
     scaling_widths: tuple[int, ...] = (64, 128, 256, 512)
+    images: bool = False  # the image step at 32x32x3 (`image_speed`): minutes, so opt-in
 
     def __post_init__(self) -> None:
         for name in ("dim", "batch_size", "hidden_units", "num_hidden_layers",

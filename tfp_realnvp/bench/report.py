@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tfp_realnvp.bench.image_speed import format_image_speed
+
 RATIOS = (
     ("flow / tfp_realnvp", "flow", "tfp_realnvp"),
     ("flow_xla / tfp_realnvp_xla", "flow_xla", "tfp_realnvp_xla"),
@@ -101,6 +103,7 @@ def format_report(result: dict[str, Any]) -> str:
             lines.append(f"| {dim} | " + " | ".join(
                 _rate(cells[w]["train_steps_per_s"]) if w in cells else "" for w in widths)
                 + " |")
+    lines += format_image_speed(result.get("images") or [])
     big = result.get("big_table")
     if big:
         lines += ["", f"Big table ({big['rows']:,} rows x {big['columns']} columns, "

@@ -4,8 +4,8 @@ process; time to quality on two moons; how the step cost scales; a profile of on
 
 `run_speed` runs the parts, each in its own module: `subjects` (the models compared),
 `timing` (the shared training loop and timers), `throughput`, `profile`, `time_to_quality`,
-`scaling` (with `plot_scaling`), `report` (`ratios`, `format_report`), `options`
-(`SpeedOptions`).
+`scaling` (with `plot_scaling`), `image_speed` (images/s of the image model's step at
+32x32x3, with `images`), `report` (`ratios`, `format_report`), `options` (`SpeedOptions`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from tfp_realnvp.bench.image_speed import run_image_speed
 from tfp_realnvp.bench.options import SpeedOptions
 from tfp_realnvp.bench.profile import machine_matmul_gflops, profile_step
 from tfp_realnvp.bench.report import format_report, ratios
@@ -79,4 +80,8 @@ def run_speed(options: SpeedOptions | None = None,
         report("time_to_quality", result["time_to_quality"])
     if options.scaling:
         result["scaling"] = scaling(options)
+    if options.images:
+        result["images"] = run_image_speed()
+        for record in result["images"]:
+            report("images", record)
     return result

@@ -105,6 +105,10 @@ def _bench_mixed(tables: tuple[str, ...], seeds: tuple[int, ...], time_budget: f
               callback=int_list)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               help="With --scaling: write the step-cost plot to this PNG.")
+@click.option("--images/--no-images", default=False, show_default=True,
+              help="Also time the image model's training step at 32x32x3 (the paper's "
+                   "CIFAR-10 architecture and the default one; a few minutes on a CPU, "
+                   "mostly tracing) and estimate a CIFAR-10 run from it.")
 @click.option("--big-table/--no-big-table", default=False, show_default=True,
               help="Also time a big table through load, fit, evaluate and sample.")
 @click.option("--big-table-rows", type=click.IntRange(min=100), default=1_000_000,
@@ -118,7 +122,8 @@ def bench_speed(models: tuple[str, ...], scaling_dims: tuple[int, ...],
                 big_table_rows: int, big_table_columns: int, big_table_budget: float,
                 as_json: bool, **options: Any) -> None:
     """Training, log_prob and sample throughput against TFP's RealNVP and the notebook's
-    Keras model (side by side in one process), time to quality, scaling, big tables."""
+    Keras model (side by side in one process), time to quality, scaling, image models'
+    images/s, big tables."""
     if plot_path is not None and not options["scaling"]:
         raise click.UsageError("--plot draws the scaling figures: add --scaling.")
     start_tensorflow()
