@@ -1,6 +1,7 @@
 """The CLI of image models: `fit --data` of images, `evaluate`, `sample`, `info`, bad input."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from PIL import Image
 
 import tfp_realnvp
 from tfp_realnvp.cli import cli as main
+from tfp_realnvp.errors import ConfigError, DataError, ModelNotFoundError
 from tfp_realnvp.images import data as data_lib
 
 
@@ -26,12 +28,15 @@ def tiny_images(count: int = 40, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
+    """The file's one fitted image run (1 epoch, under the mirrored strategy: two
+    replicas on conftest's two logical CPUs): (run, its data, fit's output). Read-only: a
+    test that writes into a run copies it."""
     folder = tmp_path_factory.mktemp("images")
     data = folder / "tiny.npy"
     np.save(data, tiny_images())
     run = folder / "run"
-    result = invoke("fit", "--data", data, "--out", run, "--epochs", 2, "--batch-size", 16,
-                    "--quiet")
+    result = invoke("fit", "--data", data, "--out", run, "--epochs", 1, "--batch-size", 16,
+                    "--strategy", "mirrored", "--quiet")
     assert result.exit_code == 0, result.output
     return run, data, result.output
 
@@ -43,6 +48,27 @@ def test_fit_on_a_npy_of_images_reports_nats_per_image_and_bits_per_dim(image_ru
     assert (run / "image.json").is_file() and (run / "model").is_dir()
     config = json.loads((run / "image.json").read_text())
     assert (config["height"], config["levels"], config["num_scales"]) == (4, 256, 1)
+
+
+def test_fit_honours_the_strategy_and_refuses_multiworker(image_run, tmp_path):
+    run, data, _ = image_run
+    assert json.loads((run / "metrics.json").read_text())["num_replicas"] == 2
+    result = invoke("fit", "--data", data, "--out", tmp_path / "run", "--strategy",
+                    "multiworker")
+    assert result.exit_code == 2
+    assert "--strategy multiworker trains tables only; train an image model with " \
+           "--strategy default or mirrored" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_find_model_and_load_know_image_runs(image_run):
+    run, _, _ = image_run
+    model = tfp_realnvp.rundir.find_model(run)
+    assert model.kind == "run" and model.image
+    assert tfp_realnvp.rundir.load(run).event_shape == [4, 4, 1]
+    with pytest.raises(ModelNotFoundError, match="an image model has no FlowConfig; its "
+                                                 "ImageConfig is in image.json"):
+        _ = model.config
 
 
 def test_info_says_it_is_an_image_model(image_run):
@@ -136,6 +162,10 @@ def test_export_then_info_and_sample_from_the_export(image_run, tmp_path):
         assert result.exit_code == 0, result.output
     np.testing.assert_allclose(np.load(tmp_path / "export.npy"), np.load(tmp_path / "run.npy"),
                                rtol=1e-5, atol=1e-4)
+    # the package's one `export` knows image exports too: exported again, as a new version
+    again = tfp_realnvp.export(version.parent, tmp_path / "models", name="tiny")
+    assert again.name == "2" and tfp_realnvp.rundir.find_model(again).image
+    assert (again / "assets.extra" / "tf_serving_warmup_requests").is_file()
 
 
 def test_plot_draws_an_image_run(image_run, tmp_path):
@@ -145,19 +175,27 @@ def test_plot_draws_an_image_run(image_run, tmp_path):
     assert Image.open(tmp_path / "run.png").size[0] > 600
 
 
-def test_resume_continues_an_image_run_on_its_own_images(tmp_path):
-    data = tmp_path / "tiny.npy"
-    np.save(data, tiny_images(seed=1))
+def test_resume_continues_an_image_run_on_its_own_images(image_run, tmp_path):
+    source, data, _ = image_run
     run = tmp_path / "run"
-    assert invoke("fit", "--data", data, "--out", run, "--epochs", 1, "--batch-size", 16,
-                  "--quiet").exit_code == 0
+    shutil.copytree(source, run)  # the module's run, 1 epoch in; resumed in a copy
     result = invoke("fit", "--resume", "--out", run, "--epochs", 2, "--quiet")
     assert result.exit_code == 0, result.output
     assert "epochs: 2 (best" in result.output
     history = json.loads((run / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1, 2]
+    # the library's `resume` takes image runs too (from the images' path, or an array):
+    # here with no epoch left to run, so it restores the checkpoint and keeps the history
+    result = tfp_realnvp.resume(run, data, epochs=2)
+    assert [h["epoch"] for h in result.metrics["history"]] == [1, 2]
+    assert result.flow.event_shape == [4, 4, 1]
+    with pytest.raises(ConfigError, match="is an image run: it takes no context"):
+        tfp_realnvp.resume(run, np.load(data), context=np.zeros((40, 1)), epochs=4)
     result = invoke("fit", "--resume", "--out", run, "--learning-rate", 0.1)
     assert result.exit_code == 1 and "cannot change ['learning_rate']" in result.output
-    np.save(data, tiny_images(seed=2))
-    result = invoke("fit", "--resume", "--out", run, "--epochs", 3)
+    other = tmp_path / "other.npy"
+    np.save(other, tiny_images(seed=2))
+    result = invoke("fit", "--resume", "--out", run, "--data", other, "--epochs", 5)
     assert result.exit_code == 1 and "was trained on other images" in result.output
+    with pytest.raises(DataError, match="was trained on other images"):
+        tfp_realnvp.resume(run, other, epochs=5)
