@@ -5,6 +5,8 @@ gradients to every variable, one network call per coupling, seeded sampling, con
 checkpoint round trips; eager and traced.
 """
 
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -63,6 +65,13 @@ def suite_flow(name: str, seed: int = 0):
     for variable in flow.trainable_variables:
         variable.assign_add(0.15 * rng.standard_normal(variable.shape).astype(np.float32))
     return config, flow
+
+
+@functools.cache
+def shared_suite_flow(name: str):
+    """`suite_flow(name)`, built once per file: for the tests that only read the flow (a
+    test that changes one, like the call counter, builds its own)."""
+    return suite_flow(name)
 
 
 def in_mode(fn, mode):
@@ -160,7 +169,7 @@ JACOBIAN_NAMES = ["4x4x2-two-blocks", "8x8x1-three-scales"]
 
 @pytest.mark.parametrize("name", NAMES)
 def test_round_trip_and_log_prob_match_the_autodiff_jacobian(name):
-    config, flow = suite_flow(name)
+    config, flow = shared_suite_flow(name)
     x = tf.constant(images(config, 3, seed=5))
     log_prob = flow.log_prob(x).numpy()
     z = encode(flow, x)
@@ -177,7 +186,7 @@ def test_round_trip_and_log_prob_match_the_autodiff_jacobian(name):
 
 @pytest.mark.parametrize("name", NAMES[:1])
 def test_traced_maps_match_the_eager_ones(name):
-    config, flow = suite_flow(name)
+    config, flow = shared_suite_flow(name)
     x = tf.constant(images(config, 3, seed=6))
     np.testing.assert_allclose(tf.function(flow.log_prob)(x).numpy(), flow.log_prob(x).numpy(),
                                rtol=1e-5, atol=1e-4)
@@ -188,7 +197,7 @@ def test_traced_maps_match_the_eager_ones(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_gradients_reach_every_variable(name):
-    config, flow = suite_flow(name)
+    config, flow = shared_suite_flow(name)
     x = tf.constant(images(config, 4, seed=1))
     with tf.GradientTape() as tape:
         loss = -tf.reduce_mean(flow.log_prob(x))
@@ -232,7 +241,7 @@ def test_log_prob_and_sample_call_each_network_once():
 
 @pytest.mark.parametrize("mode", MODES)
 def test_seeded_sampling_with_a_temperature(mode):
-    config, flow = suite_flow("4x4x2-two-blocks")
+    config, flow = shared_suite_flow("4x4x2-two-blocks")
     draw = in_mode(lambda seed, t: sample_images(flow, 3, seed, t), mode)
     first = draw(tf.constant([4, 5]), tf.constant(0.7)).numpy()
     again = draw(tf.constant([4, 5]), tf.constant(0.7)).numpy()
@@ -243,7 +252,7 @@ def test_seeded_sampling_with_a_temperature(mode):
 
 
 def test_config_json_and_checkpoint_round_trip(tmp_path):
-    config, flow = suite_flow("4x4x1")
+    config, flow = shared_suite_flow("4x4x1")
     again = ImageConfig.from_json(config.to_json())
     assert again == config
     checkpoint = tf.train.Checkpoint(flow=flow).write(str(tmp_path / "ckpt"))

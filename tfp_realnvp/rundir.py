@@ -299,11 +299,11 @@ class Model:
         return student if served else None
 
     @property
-    def config(self) -> FlowConfig:
+    def config(self) -> FlowConfig | None:
+        """The flow's config; None for an image model (its `ImageConfig` is in image.json:
+        `images.runs.read_image_config`) and an all-categorical table's run (no flow)."""
         if self.image:
-            raise ModelNotFoundError(
-                f"{self.path}: an image model has no FlowConfig; its ImageConfig is in "
-                f"{IMAGE_FILE} (tfp_realnvp.images.runs.read_image_config).")
+            return None
         if self.kind == "run":
             return RunDir(self.path if self.student is None else self.student.path
                           ).read_config().flow
@@ -331,7 +331,7 @@ class Model:
     @property
     def image(self) -> bool:
         """An image model (a run or export holding image.json; `images/`): `load` gives
-        its multi-scale flow, `config` has no FlowConfig to give."""
+        its multi-scale flow, `config` is None."""
         return (self.path / (IMAGE_FILE if self.kind == "run" else
                              f"{ASSETS_EXTRA}/{IMAGE_FILE}")).is_file()
 
