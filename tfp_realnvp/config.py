@@ -26,8 +26,8 @@ QUALITY_TABLES = ("moons", "circles", "swissroll", "iris", "wine", "diabetes", "
                   "digits")
 # Every method of `bench quality`, in the order of its table's columns; the peers need the
 # optional `bench` extra (JAX), so the default run leaves them out.
-QUALITY_METHOD_CHOICES = ("gaussian", "gmm", "kde", "maf", "flowjax_maf", "flowjax_coupling",
-                          "flow")
+QUALITY_METHOD_CHOICES = ("exact", "gaussian", "gmm", "kde", "maf", "flowjax_maf",
+                          "flowjax_coupling", "flow")
 QUALITY_PEERS = ("flowjax_maf", "flowjax_coupling")
 QUALITY_METHODS = tuple(m for m in QUALITY_METHOD_CHOICES if m not in QUALITY_PEERS)
 SPEED_MODELS = ("flow", "flow_xla", "tfp_realnvp", "tfp_realnvp_xla", "keras_notebook",
