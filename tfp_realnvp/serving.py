@@ -19,10 +19,8 @@ BASE/NAME/VERSION/assets.extra/flow_config.json     rebuilds the flow (`load`)
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_realnvp import __version__
+from tfp_realnvp import __version__, saved_model
 from tfp_realnvp.config import FlowConfig
 from tfp_realnvp.errors import ConfigError, RunExistsError
 from tfp_realnvp.images.config import ImageConfig
@@ -193,27 +191,13 @@ def export(
         try:
             with atomic_write(target, replace=False) as staging:
                 served = ServedModel(flow, config, layout)
-                with _quiet_tf_logger():
-                    tf.saved_model.save(served.module, str(staging),
-                                        signatures=served.signatures)
+                saved_model.save(served.module, staging, served.signatures)
                 _write_assets(staging, name, config, metrics, layout, served)
             return target
         except RunExistsError:
             if version is not None:
                 raise
             # Another export took this version while ours was being written: take the next.
-
-
-@contextlib.contextmanager
-def _quiet_tf_logger():
-    """Hides TensorFlow's Python deprecation chatter (LinearOperator.graph_parents) on save."""
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _resolve_source(source, config, layout, ensemble=False):

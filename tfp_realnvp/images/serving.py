@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_realnvp import __version__
+from tfp_realnvp import __version__, saved_model
 from tfp_realnvp.errors import ConfigError, ModelNotFoundError, RunExistsError
 from tfp_realnvp.files import atomic_write
 from tfp_realnvp.images import runs
@@ -93,7 +93,7 @@ def export_images(source: str | os.PathLike | tfd.Distribution, base_dir: str | 
     """Exports an image run (an image export again, or a live image flow with its
     `config`) to `base_dir/name/version/`, written aside and renamed into place; never
     overwrites."""
-    from tfp_realnvp.serving import _quiet_tf_logger, next_version
+    from tfp_realnvp.serving import next_version
 
     if isinstance(source, tfd.Distribution):
         if config is None:
@@ -115,8 +115,7 @@ def export_images(source: str | os.PathLike | tfd.Distribution, base_dir: str | 
     model_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(target, replace=False) as staging:
         module = ImageServingModule(flow, config)
-        with _quiet_tf_logger():
-            tf.saved_model.save(module, str(staging), signatures=module.signatures())
+        saved_model.save(module, staging, module.signatures())
         _write_assets(staging, name, config, metrics)
     return target
 
