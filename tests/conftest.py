@@ -123,6 +123,120 @@ def suite_kwargs(config: FlowConfig, flow, batch_shape) -> tuple[dict, dict]:
     return context_kwargs(flow, context), bijector_kwargs(flow, context)
 
 
+def export_features(config: FlowConfig) -> set[tuple[str, object]]:
+    """What an export of `config` exercises: its coupling, mixing and activation kinds,
+    its base (Normal or mixture), whether it is conditional, an ensemble, and both (each
+    member given the context), and whether it is blended with a mixture (`MixtureBlend`),
+    one flow or an ensemble."""
+    conditional, ensemble = config.context_dim > 0, config.ensemble_size > 1
+    return {("coupling", config.coupling), ("mixing", config.mixing),
+            ("activation", config.activation), ("conditional", conditional),
+            ("ensemble", ensemble), ("conditional ensemble", conditional and ensemble),
+            ("mixture base", config.base_components > 1),
+            ("blend", config.blend_components > 0),
+            ("blended ensemble", config.blend_components > 0 and ensemble)}
+
+
+def covering(names: list[str]) -> list[str]:
+    """The fewest suite entries (greedy, in suite order on ties) whose exports exercise every
+    kind the suite has: a new coupling or mixing kind in FLOW_SUITE is exported too. Every
+    entry still gets every in-process contract test of test_flow_suite.py; an export of each
+    of the others would prove nothing new (their kinds' graphs are in these exports)."""
+    left = set().union(*(export_features(FLOW_SUITE[n]) for n in names))
+    chosen = []
+    while left:
+        best = max(names, key=lambda n: len(export_features(FLOW_SUITE[n]) & left))
+        chosen.append(best)
+        left -= export_features(FLOW_SUITE[best])
+    return [n for n in names if n in chosen]
+
+
+# The suite entries exported once per test session (`suite_exports`): every kind of the suite.
+EXPORTED = covering(list(FLOW_SUITE))
+# Those the C API loader (TF Serving's) runs too: spline couplings with LU mixing and a
+# context, a conditional stacked ensemble, an autoregressive ensemble blended with a mixture.
+CAPI_EXPORTED = ["spline-lu-conditional-4d", "ensemble-conditional-2d",
+                 "blend-autoregressive-ensemble-3d"]
+
+
+def suite_events(config: FlowConfig, batch_shape, seed: int) -> tf.Tensor:
+    """Events in data units around the data statistics (a few scales out)."""
+    z = tf.random.stateless_normal([*batch_shape, config.event_dim], seed=[seed, 11])
+    return z * 1.5 * np.float32(config.data_scale) + np.float32(config.data_shift)
+
+
+def suite_requests(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(x, z, context or None): 4 rows each, what the loaders send an export of `name`."""
+    config = suite_config(name)
+    x = suite_events(config, [4], seed=8).numpy()
+    z = np.random.default_rng(EXPORTED.index(name)).standard_normal(
+        (4, config.event_dim)).astype(np.float32)
+    context = suite_context(config, [4])
+    return x, z, None if context is None else context.numpy()
+
+
+def _build_suite_exports(root) -> dict:
+    """Exports every EXPORTED entry (`suite_flow(name)`, seed 0) under `root`, then runs the
+    TF1 session loader over all of them and the C API loader (TF Serving's, warm-up replay
+    and a request of the wrong width included) over CAPI_EXPORTED, in ONE fresh
+    TensorFlow-only interpreter. {name: {"path", "tf1", "capi" (None: not run)}}."""
+    from serving_checks import (
+        CAPI_LOADER,
+        TF1_SESSION_LOADER,
+        run_fresh_scripts,
+        signature_inputs,
+        to_json,
+    )
+
+    import tfp_realnvp
+    from tfp_realnvp.serving import WARMUP_FILE
+
+    paths, tf1_jobs, capi_jobs = {}, [], {}
+    for name in EXPORTED:
+        config, flow = suite_flow(name)
+        x, z, context = suite_requests(name)
+        path = tfp_realnvp.export(flow, root, name=name, config=config)
+        inputs = to_json(signature_inputs(x, z, num_samples=4, context=context))
+        paths[name] = str(path)
+        tf1_jobs.append({"path": str(path), "inputs": inputs})
+        if name in CAPI_EXPORTED:
+            capi_jobs[name] = {"path": str(path), "dim": config.event_dim,
+                               "context_dim": config.context_dim, "inputs": inputs,
+                               "warmup": str(path / "assets.extra" / WARMUP_FILE)}
+    got = run_fresh_scripts({"tf1": (TF1_SESSION_LOADER, {"jobs": tf1_jobs}),
+                             "capi": (CAPI_LOADER, {"jobs": capi_jobs})})
+    for key in ("tf1", "capi"):
+        assert "__failed__" not in got[key], got[key]["__failed__"]
+    assert got["tf1"]["modules"] == [], got["tf1"]["modules"]  # the loaders need TF only
+    return {name: {"path": paths[name], "tf1": tf1, "capi": got["capi"].get(name)}
+            for name, tf1 in zip(EXPORTED, got["tf1"]["results"], strict=True)}
+
+
+@pytest.fixture(scope="session")
+def suite_exports(tmp_path_factory) -> dict:
+    """Every EXPORTED suite entry exported once and run through the TF1 session loader, the
+    CAPI_EXPORTED ones through the C API loader too (`_build_suite_exports`): {name: {"path",
+    "tf1", "capi"}}. Read-only.
+
+    Under pytest-xdist the workers share one build (a file lock in the session's temporary
+    folder: the first builds, the others read its JSON), as pytest-xdist documents; the live
+    flows are rebuilt from the seed by whoever needs them (`suite_flow(name)`)."""
+    import fcntl
+    import json
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _build_suite_exports(tmp_path_factory.mktemp("suite-exports"))
+    shared = tmp_path_factory.getbasetemp().parent / "suite-exports"
+    shared.mkdir(exist_ok=True)
+    done = shared / "results.json"
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.is_file():
+            results = _build_suite_exports(shared / "models")
+            done.write_text(json.dumps(results))
+    return json.loads(done.read_text())
+
+
 # The smallest honest `fit` through the CLI: 300 moons points, 3 epochs, 2 affine couplings.
 # The epochs bound it, never the clock: a loaded machine must not end a fit early.
 TINY_FIT = ["--num-points", "300", "--epochs", "3", "--num-couplings", "2", "--hidden-units",

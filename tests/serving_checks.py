@@ -66,7 +66,7 @@ def run_fresh_python(script: str, payload: dict) -> dict:
     """Runs `script` in a new interpreter; it reads JSON on stdin and prints JSON."""
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)], input=json.dumps(payload),
-        capture_output=True, text=True, timeout=300, cwd=TESTS,
+        capture_output=True, text=True, timeout=900, cwd=TESTS,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -161,6 +161,53 @@ TF1_SESSION_LOADER = """
         results.append(out)
     modules = sorted(m for m in ("tensorflow_probability", "tfp_realnvp") if m in sys.modules)
     print(json.dumps({"results": results, "modules": modules}))
+"""
+
+
+# The C API loader (TF Serving's `LoadSavedModel`, tests/serving_capi.py) over jobs
+# {key: {"path", "dim", "context_dim", "inputs", "warmup"}}: every signature, the
+# signature defs, the warm-up file replayed as the model server does, a request one column
+# too wide.
+CAPI_LOADER = """
+    import json, sys
+    import numpy as np
+    from serving_capi import CApiSavedModel
+    from tensorflow.core.protobuf import meta_graph_pb2
+    from tensorflow.core.framework import tensor_pb2
+    from tensorflow.python.lib.io import tf_record
+    from tensorflow.python.framework import tensor_util
+    def run_job(payload, out):
+        with CApiSavedModel(payload["path"]) as model:
+            for signature, inputs in payload["inputs"].items():
+                feed = {k: np.asarray(v, dtype="int32" if k in ("num_samples", "seed")
+                        else "float32") for k, v in inputs.items()}
+                out[signature] = {k: v.tolist() for k, v in model.run(signature, feed).items()}
+            out["signatures"] = {name: [d.method_name, sorted(d.inputs), sorted(d.outputs)]
+                                 for name, d in model.signature_defs.items()
+                                 if not name.startswith("__")}
+            # Replay the warm-up file exactly as the model server does before serving.
+            from tensorflow_serving.apis import prediction_log_pb2
+            replayed = []
+            for record in tf_record.tf_record_iterator(payload["warmup"]):
+                request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+                feed = {k: tensor_util.MakeNdarray(v) for k, v in request.inputs.items()}
+                result = model.run(request.model_spec.signature_name, feed)
+                assert all(np.all(np.isfinite(v)) for v in result.values())
+                replayed.append(request.model_spec.signature_name)
+            out["warmup"] = replayed
+            try:
+                bad = {"x": np.zeros((2, payload["dim"] + 1), "float32")}
+                if payload.get("context_dim"):
+                    bad["context"] = np.zeros((2, payload["context_dim"]), "float32")
+                model.run("log_prob", bad)
+                out["bad_width"] = "no error"
+            except RuntimeError as error:
+                out["bad_width"] = str(error)
+    results = {}
+    for key, payload in json.load(sys.stdin)["jobs"].items():
+        results[key] = {}
+        run_job(payload, results[key])
+    print(json.dumps(results))
 """
 
 

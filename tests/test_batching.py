@@ -1,30 +1,29 @@
 """An export a model server with --enable_batching can load and answer: batchable warm-up,
 batch-dimensioned signatures, and merged requests answered like separate ones."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import randomise_weights
-from serving_checks import run_fresh_python, samples_from_seeds
+from conftest import suite_config, suite_flow
+from serving_checks import fresh_result, run_fresh_scripts, samples_from_seeds
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.framework import tensor_util
 from tensorflow.python.lib.io import tf_record
 from tensorflow_serving.apis import prediction_log_pb2
 
-import tfp_realnvp
-from tfp_realnvp import FlowConfig, build_flow
 from tfp_realnvp.serving import BATCHABLE_SIGNATURES, SIGNATURES, WARMUP_FILE
 
+# Two of conftest's suite exports (built once per session by `suite_exports`): affine
+# couplings with a data map, one flow without a context and an ensemble with one.
+CASES = {"plain": "reverse-2d", "conditional": "ensemble-conditional-2d"}
 
-@pytest.fixture(scope="module", params=["plain", "conditional"])
-def exported(request, tmp_path_factory):
-    context_dim = 2 if request.param == "conditional" else 0
-    config = FlowConfig(event_dim=3, num_couplings=3, hidden_units=8, context_dim=context_dim,
-                        data_shift=[1.0, 0.0, -1.0], data_scale=[2.0, 1.0, 0.5])
-    flow = build_flow(config)
-    randomise_weights(flow, seed=11, scale=0.3)
-    path = tfp_realnvp.export(flow, tmp_path_factory.mktemp(request.param), config=config)
-    return config, flow, path
+
+@pytest.fixture(scope="module", params=list(CASES))
+def exported(request, suite_exports):
+    config, flow = suite_flow(CASES[request.param])
+    return config, flow, Path(suite_exports[CASES[request.param]]["path"])
 
 
 def signature_defs(version_dir):
@@ -99,9 +98,8 @@ MERGE_CHECK = """
 """
 
 
-def test_merged_requests_get_the_separate_answers_through_the_c_api(exported):
-    """What a batching server does: concatenates requests' rows, runs once, splits."""
-    config, flow, version_dir = exported
+def merge_requests(config) -> tuple[dict, dict, dict]:
+    """(first request, second request, {signature: its input keys}): rows to merge."""
     rng = np.random.default_rng(2)
     dim = config.event_dim
     first = {"seed": np.array([[1, 2], [9, 9], [1, 2]], np.int32),
@@ -113,10 +111,29 @@ def test_merged_requests_get_the_separate_answers_through_the_c_api(exported):
         first["context"] = rng.normal(size=(3, config.context_dim))
         second["context"] = rng.normal(size=(2, config.context_dim))
         keys = {k: [*v, "context"] for k, v in keys.items()}
-    got = run_fresh_python(MERGE_CHECK, {
-        "path": str(version_dir), "signatures": sorted(keys), "keys": keys,
-        "first": {k: np.asarray(v).tolist() for k, v in first.items()},
-        "second": {k: np.asarray(v).tolist() for k, v in second.items()}})
+    return first, second, keys
+
+
+@pytest.fixture(scope="module")
+def merge_checks(suite_exports):
+    """MERGE_CHECK on every case's export, all in ONE fresh interpreter: {case: result}."""
+    scripts = {}
+    for case, name in CASES.items():
+        first, second, keys = merge_requests(suite_config(name))
+        scripts[case] = (MERGE_CHECK, {
+            "path": suite_exports[name]["path"], "signatures": sorted(keys), "keys": keys,
+            "first": {k: np.asarray(v).tolist() for k, v in first.items()},
+            "second": {k: np.asarray(v).tolist() for k, v in second.items()}})
+    return run_fresh_scripts(scripts)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_merged_requests_get_the_separate_answers_through_the_c_api(case, merge_checks):
+    """What a batching server does: concatenates requests' rows, runs once, splits."""
+    config, flow = suite_flow(CASES[case])
+    dim = config.event_dim
+    first, second, _ = merge_requests(config)
+    got = fresh_result(merge_checks, case)
 
     sampled = got["sample_from_seeds"]
     # Each row drawn on its own: merging changes nothing, to the bit.

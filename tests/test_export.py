@@ -2,6 +2,7 @@
 
 import copy
 import json
+import shutil
 import subprocess
 import sys
 
@@ -9,8 +10,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
-from conftest import FLOW_SUITE, randomise_weights, suite_flow
+from conftest import (
+    CAPI_EXPORTED,
+    EXPORTED,
+    FLOW_SUITE,
+    randomise_weights,
+    suite_flow,
+    suite_requests,
+)
 from serving_checks import (
+    CAPI_LOADER,
     SEED,
     TF1_SESSION_LOADER,
     TF2_LOADER,
@@ -53,49 +62,6 @@ def conditional(tmp_path_factory):
     return flow, tfp_realnvp.export(flow, root, name="cond", config=config)
 
 
-CAPI_LOADER = """
-    import json, sys
-    import numpy as np
-    from serving_capi import CApiSavedModel
-    from tensorflow.core.protobuf import meta_graph_pb2
-    from tensorflow.core.framework import tensor_pb2
-    from tensorflow.python.lib.io import tf_record
-    from tensorflow.python.framework import tensor_util
-    def run_job(payload, out):
-        with CApiSavedModel(payload["path"]) as model:
-            for signature, inputs in payload["inputs"].items():
-                feed = {k: np.asarray(v, dtype="int32" if k in ("num_samples", "seed")
-                        else "float32") for k, v in inputs.items()}
-                out[signature] = {k: v.tolist() for k, v in model.run(signature, feed).items()}
-            out["signatures"] = {name: [d.method_name, sorted(d.inputs), sorted(d.outputs)]
-                                 for name, d in model.signature_defs.items()
-                                 if not name.startswith("__")}
-            # Replay the warm-up file exactly as the model server does before serving.
-            from tensorflow_serving.apis import prediction_log_pb2
-            replayed = []
-            for record in tf_record.tf_record_iterator(payload["warmup"]):
-                request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
-                feed = {k: tensor_util.MakeNdarray(v) for k, v in request.inputs.items()}
-                result = model.run(request.model_spec.signature_name, feed)
-                assert all(np.all(np.isfinite(v)) for v in result.values())
-                replayed.append(request.model_spec.signature_name)
-            out["warmup"] = replayed
-            try:
-                bad = {"x": np.zeros((2, payload["dim"] + 1), "float32")}
-                if payload.get("context_dim"):
-                    bad["context"] = np.zeros((2, payload["context_dim"]), "float32")
-                model.run("log_prob", bad)
-                out["bad_width"] = "no error"
-            except RuntimeError as error:
-                out["bad_width"] = str(error)
-    results = {}
-    for key, payload in json.load(sys.stdin)["jobs"].items():
-        results[key] = {}
-        run_job(payload, results[key])
-    print(json.dumps(results))
-"""
-
-
 def test_layout_versions_and_assets(trained, tmp_path):
     root, version_dir, _ = trained
     assert version_dir.parent.name == "realnvp" and version_dir.name == "1"
@@ -107,9 +73,11 @@ def test_layout_versions_and_assets(trained, tmp_path):
     assert FlowConfig.from_json((extra / "flow_config.json").read_text()).num_couplings == 2
     assert json.loads((extra / "metrics.json").read_text())["status"] == "completed"
 
-    # Versions count up in a base of their own (the shared export is never written to).
-    first = tfp_realnvp.export(root / "run", tmp_path / "exports")
-    assert first == tmp_path / "exports" / "realnvp" / "1"
+    # Versions count up in a base of their own (the shared export is never written to):
+    # the shared export went to version 1 of its empty base (asserted above); a copy of it is
+    # version 1 here.
+    first = tmp_path / "exports" / "realnvp" / "1"
+    shutil.copytree(version_dir, first)
     second = tfp_realnvp.export(root / "run", tmp_path / "exports")
     assert second.name == "2"
     before = (first / "saved_model.pb").read_bytes()
@@ -150,7 +118,18 @@ def test_tf1_session_path_matches_and_signatures_are_predict(trained, fresh):
     assert_outputs_match(got, expected_outputs(flow, x, z))
 
 
-KINDS = ["ensemble-spline-lu-3d", "spline-lu-conditional-4d", "blend-spline-2d"]
+# Suite entries (conftest.CAPI_EXPORTED: spline couplings with LU mixing, stacked ensembles,
+# a flow blended with a mixture) exported once per session by conftest's `suite_exports`,
+# which runs them through the C API loader.
+KINDS = CAPI_EXPORTED
+
+
+def test_the_c_api_kinds_are_exported_suite_entries():
+    assert set(KINDS) <= set(EXPORTED)
+    kinds = [FLOW_SUITE[name] for name in KINDS]
+    assert {c.coupling for c in kinds} >= {"spline", "autoregressive", "affine"}
+    assert "lu" in {c.mixing for c in kinds}
+    assert any(c.ensemble_size > 1 for c in kinds) and any(c.blend for c in kinds)
 
 
 def capi_job(version_dir, x, z, num_samples=5, context=None) -> dict:
@@ -162,8 +141,8 @@ def capi_job(version_dir, x, z, num_samples=5, context=None) -> dict:
 
 
 @pytest.fixture(scope="module")
-def capi_cases(trained, conditional, tmp_path_factory):
-    """Every export of this file for the C API loader (TF Serving's): ({key: job}, {key: what
+def capi_cases(trained, conditional):
+    """This file's own exports for the C API loader (TF Serving's): ({key: job}, {key: what
     to expect})."""
     jobs, expected = {}, {}
     _, version_dir, flow = trained
@@ -180,20 +159,6 @@ def capi_cases(trained, conditional, tmp_path_factory):
     jobs["conditional"] = capi_job(version_dir, x, z, num_samples=4, context=context)
     expected["conditional"] = expected_outputs(flow, x, z, num_samples=4,
                                                context=tf.constant(context))
-
-    for name in KINDS:
-        config, flow = suite_flow(name)
-        version_dir = tfp_realnvp.export(flow, tmp_path_factory.mktemp(name), name="kinds",
-                                         config=config)
-        rng = np.random.default_rng(4)
-        x = (rng.standard_normal((5, config.event_dim)) * config.data_scale
-             + config.data_shift).astype(np.float32)
-        z = rng.standard_normal((5, config.event_dim)).astype(np.float32)
-        context = (rng.standard_normal((5, config.context_dim)).astype(np.float32)
-                   if config.context_dim else None)
-        jobs[name] = capi_job(version_dir, x, z, context=context)
-        expected[name] = expected_outputs(
-            flow, x, z, num_samples=5, context=None if context is None else tf.constant(context))
     return jobs, expected
 
 
@@ -201,8 +166,9 @@ def capi_cases(trained, conditional, tmp_path_factory):
 def fresh(trained, capi_cases):
     """Every TensorFlow-only check of this file in ONE fresh interpreter (one start-up, not
     one per check), the way a model server or client loads an export: the TF2 and TF1
-    loaders, the C API loader (TF Serving's) on every export, bad requests, float64 and
-    saved_model_cli. {check: what it returned}."""
+    loaders, the C API loader (TF Serving's) on this file's exports (conftest's
+    `suite_exports` runs it on the suite's), bad requests, float64 and saved_model_cli.
+    {check: what it returned}."""
     _, version_dir, _ = trained
     path = str(version_dir)
     return run_fresh_scripts({
@@ -250,10 +216,14 @@ def test_conditional_export_takes_context_everywhere(capi_runs):
 
 
 @pytest.mark.parametrize("name", KINDS)
-def test_c_api_loader_runs_spline_lu_and_ensemble_exports(name, capi_runs):
+def test_c_api_loader_runs_spline_lu_and_ensemble_exports(name, suite_exports):
     """The new kinds (spline couplings, LU mixing, stacked ensembles, a flow blended with
     a mixture) through the loader TF Serving uses, warm-up replay included."""
-    got, expected = copy.deepcopy(capi_runs[name])
+    got = copy.deepcopy(suite_exports[name]["capi"])
+    _, flow = suite_flow(name)
+    x, z, context = suite_requests(name)
+    expected = expected_outputs(flow, x, z, num_samples=4,
+                                context=None if context is None else tf.constant(context))
     event_dim = FLOW_SUITE[name].event_dim
     assert len(got.pop("warmup")) == 5
     assert f"expected shape [?,{event_dim}]" in got.pop("bad_width")
@@ -461,8 +431,6 @@ FLOAT64_TF1 = """
     ("bad_weights", "the weights are missing, unreadable or do not fit"),
 ])
 def test_corrupt_exports_get_one_clear_message(trained, tmp_path, damage, message):
-    import shutil
-
     from click.testing import CliRunner
 
     from tfp_realnvp.cli import cli

@@ -6,17 +6,23 @@ that cover every kind in the suite (through the TF1 session loader that TF Servi
 a TensorFlow-only process).
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import FLOW_SUITE, suite_config, suite_context, suite_flow, suite_kwargs
-from serving_checks import (
-    assert_outputs_match,
-    expected_outputs,
-    run_tf1_loader,
-    signature_inputs,
-    to_json,
+from conftest import (
+    EXPORTED,
+    FLOW_SUITE,
+    export_features,
+    suite_config,
+    suite_context,
+    suite_events,
+    suite_flow,
+    suite_kwargs,
+    suite_requests,
 )
+from serving_checks import assert_outputs_match, expected_outputs
 
 import tfp_realnvp
 from tfp_realnvp import FlowConfig, build_flow, context_kwargs
@@ -27,46 +33,11 @@ NAMES = list(FLOW_SUITE)
 MODES = ["eager", "function"]
 
 
-def export_features(config: FlowConfig) -> set[tuple[str, object]]:
-    """What an export of `config` exercises: its coupling, mixing and activation kinds,
-    its base (Normal or mixture), whether it is conditional, an ensemble, and both (each
-    member given the context), and whether it is blended with a mixture (`MixtureBlend`),
-    one flow or an ensemble."""
-    conditional, ensemble = config.context_dim > 0, config.ensemble_size > 1
-    return {("coupling", config.coupling), ("mixing", config.mixing),
-            ("activation", config.activation), ("conditional", conditional),
-            ("ensemble", ensemble), ("conditional ensemble", conditional and ensemble),
-            ("mixture base", config.base_components > 1),
-            ("blend", config.blend_components > 0),
-            ("blended ensemble", config.blend_components > 0 and ensemble)}
-
-
-def covering(names: list[str]) -> list[str]:
-    """The fewest suite entries (greedy, in suite order on ties) whose exports exercise every
-    kind the suite has: a new coupling or mixing kind in FLOW_SUITE is exported here too.
-    Every entry still gets every in-process contract test above; an export of each of the
-    others would prove nothing new (their kinds' graphs are in these exports; the spline, LU
-    and ensemble combinations also go through the C API loader in test_export.py)."""
-    left = set().union(*(export_features(FLOW_SUITE[n]) for n in names))
-    chosen = []
-    while left:
-        best = max(names, key=lambda n: len(export_features(FLOW_SUITE[n]) & left))
-        chosen.append(best)
-        left -= export_features(FLOW_SUITE[best])
-    return [n for n in names if n in chosen]
-
-
-EXPORTED = covering(NAMES)
-
-
 def in_mode(fn, mode: str):
     return tf.function(fn) if mode == "function" else fn
 
 
-def events(config: FlowConfig, batch_shape, seed: int) -> tf.Tensor:
-    """Events in data units around the data statistics (a few scales out)."""
-    z = tf.random.stateless_normal([*batch_shape, config.event_dim], seed=[seed, 11])
-    return z * 1.5 * np.float32(config.data_scale) + np.float32(config.data_shift)
+events = suite_events
 
 
 def autodiff_jacobian(bijector, chain, z) -> np.ndarray:
@@ -204,27 +175,6 @@ def test_checkpoint_round_trip(name, tmp_path):
     np.testing.assert_array_equal(fresh.log_prob(x, **kwargs), flow.log_prob(x, **kwargs))
 
 
-@pytest.fixture(scope="module")
-def suite_exports(tmp_path_factory):
-    """The covering suite flows exported, and what the TF1 session loader returns for each."""
-    root = tmp_path_factory.mktemp("suite-exports")
-    cases, jobs = {}, []
-    for name in EXPORTED:
-        config, flow = suite_flow(name)
-        rng = np.random.default_rng(len(cases))
-        x = events(config, [4], seed=8).numpy()
-        z = rng.standard_normal((4, config.event_dim)).astype(np.float32)
-        context = suite_context(config, [4])
-        context = None if context is None else context.numpy()
-        version_dir = tfp_realnvp.export(flow, root, name=name, config=config)
-        cases[name] = (flow, version_dir, x, z, context)
-        jobs.append({"path": str(version_dir),
-                     "inputs": to_json(signature_inputs(x, z, num_samples=4, context=context))})
-    results, modules = run_tf1_loader(jobs)
-    assert modules == []  # the loader needs TensorFlow only
-    return {name: (*cases[name], got) for name, got in zip(EXPORTED, results, strict=True)}
-
-
 def test_the_exported_entries_cover_every_kind_of_the_suite():
     every = set().union(*(export_features(c) for c in FLOW_SUITE.values()))
     assert set().union(*(export_features(FLOW_SUITE[n]) for n in EXPORTED)) == every
@@ -233,7 +183,11 @@ def test_the_exported_entries_cover_every_kind_of_the_suite():
 
 @pytest.mark.parametrize("name", EXPORTED)
 def test_export_load_and_tf1_loader_round_trip(name, suite_exports):
-    flow, version_dir, x, z, context, got = suite_exports[name]
+    """conftest's `suite_exports`: the entry exported once per session and run through the
+    TF1 session loader (TF Serving's) in a TensorFlow-only process."""
+    config, flow = suite_flow(name)
+    x, z, context = suite_requests(name)
+    version_dir, got = Path(suite_exports[name]["path"]), dict(suite_exports[name]["tf1"])
     methods = got.pop("methods")
     assert all(m[0] == "tensorflow/serving/predict" for m in methods.values())
     expected = expected_outputs(flow, x, z, num_samples=4,
@@ -243,4 +197,4 @@ def test_export_load_and_tf1_loader_round_trip(name, suite_exports):
     kwargs = context_kwargs(loaded, None if context is None else tf.constant(context))
     np.testing.assert_allclose(loaded.log_prob(x, **kwargs),
                                expected["log_prob"]["log_prob"], atol=1e-5, rtol=1e-6)
-    assert suite_config(name) == tfp_realnvp.rundir.find_model(version_dir).config
+    assert suite_config(name) == config == tfp_realnvp.rundir.find_model(version_dir).config

@@ -4,11 +4,13 @@ import json
 import math
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
+from conftest import suite_flow
 
 import tfp_realnvp
 from tfp_realnvp import FlowConfig, build_flow
@@ -33,15 +35,16 @@ def check_price(price, flow, config):
     assert price["machine"].startswith(("CPU: ", "GPU: "))
 
 
-@pytest.mark.parametrize("config", [
-    FlowConfig(event_dim=3, num_couplings=2, hidden_units=8, ensemble_size=3),
-    FlowConfig(event_dim=2, num_couplings=2, hidden_units=8, context_dim=2),
-    FlowConfig(event_dim=4, num_couplings=2, hidden_units=8, coupling="autoregressive",
-               spline_bins=4),
-], ids=["affine-ensemble-3", "conditional", "autoregressive"])
-def test_an_export_records_its_members_parameters_and_rows_per_second(config, tmp_path):
-    flow = build_flow(config)
-    version_dir = tfp_realnvp.export(flow, tmp_path, config=config)
+# Exports of conftest's suite (`suite_exports`, built once per session): an affine
+# ensemble of 2 members with a context, an autoregressive ensemble blended with a mixture,
+# and one spline flow with LU mixing and a context.
+@pytest.mark.parametrize("name", ["ensemble-conditional-2d", "blend-autoregressive-ensemble-3d",
+                                  "spline-lu-conditional-4d"],
+                         ids=["affine-ensemble-2-conditional", "autoregressive-ensemble-blend",
+                              "spline-conditional"])
+def test_an_export_records_its_members_parameters_and_rows_per_second(name, suite_exports):
+    config, flow = suite_flow(name)
+    version_dir = Path(suite_exports[name]["path"])
     price = json.loads((version_dir / "assets.extra" / PRICE_FILE).read_text())
     check_price(price, flow, config)
     summary = describe(version_dir)
