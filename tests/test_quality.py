@@ -116,6 +116,7 @@ def test_dequantised_training_learns_cells_not_spikes(tmp_path):
 
 
 def test_auto_choice_is_recorded_and_explicit_settings_win(tmp_path):
+    """Also: the fit (an auto-chosen blended ensemble) stays in float32 throughout."""
     data = correlated_table(300)
     result = tfp_realnvp.fit(data, tmp_path / "run", settings={"epochs": 3,
                                                               "hidden_units": 24})
@@ -128,6 +129,8 @@ def test_auto_choice_is_recorded_and_explicit_settings_win(tmp_path):
     assert stored["flow"]["ensemble_size"] == chosen.flow.ensemble_size
     assert stored["flow"]["coupling"] == chosen.flow.coupling
     assert result.metrics["epochs_run"] <= 3
+    assert chosen.flow.ensemble_size > 1 and result.flow.dtype == tf.float32
+    assert all(v.dtype == tf.float32 for v in result.flow.trainable_variables)
 
 
 @pytest.mark.parametrize("rows, dim, members, coupling", [
@@ -186,11 +189,3 @@ def test_bench_quality_cli_prints_the_table_and_json():
     assert {r["method"] for r in records} == {"gaussian", "kde"}
     bad = CliRunner().invoke(cli, ["bench", "quality", "--tables", "mnist"])
     assert bad.exit_code == 2 and "choose from" in bad.output
-
-
-def test_tf_keeps_the_fit_in_float32(tmp_path):
-    result = tfp_realnvp.fit(correlated_table(200), tmp_path / "run",
-                             settings={"epochs": 2, "ensemble_size": 2, "num_couplings": 2,
-                                       "hidden_units": 8})
-    assert result.flow.dtype == tf.float32
-    assert all(v.dtype == tf.float32 for v in result.flow.trainable_variables)

@@ -1,4 +1,4 @@
-"""Interrupted and failing runs never lose work: exact resume after SIGKILL or SIGTERM,
+"""Interrupted and failing runs never lose work: exact resume after SIGKILL, SIGTERM or Ctrl-C,
 divergence keeps the last good weights, one trainer per run directory."""
 
 import json
@@ -84,13 +84,16 @@ def assert_stopped_cleanly(stderr: str, run_dir, signal_number: int) -> None:
 
 
 @pytest.fixture
-def sigint_recorder():
-    """SIGINT recorded, not raised, around a test that sends it to its own process: a signal
-    arriving after the fit restored the handlers cannot stop the test session."""
+def signal_recorder():
+    """SIGINT and SIGTERM recorded, not acted on, around a test that sends them to its own
+    process: a signal arriving after the fit restored the handlers cannot stop the test
+    session."""
     received = []
-    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    previous = {number: signal.signal(number, lambda got, frame: received.append(got))
+                for number in (signal.SIGINT, signal.SIGTERM)}
     yield received
-    signal.signal(signal.SIGINT, previous)
+    for number, handler in previous.items():
+        signal.signal(number, handler)
 
 
 def check_stopped(run_dir, stopped_before: int) -> int:
@@ -101,13 +104,14 @@ def check_stopped(run_dir, stopped_before: int) -> int:
     return stopped_at
 
 
-def sigint_self_after(run_dir, epochs: int) -> threading.Thread:
-    """Ctrl-C to this process once `epochs` epochs are checkpointed (a watching thread)."""
+def signal_self_after(run_dir, epochs: int, signal_number: int) -> threading.Thread:
+    """`signal_number` to this process once `epochs` epochs are checkpointed (a watching
+    thread)."""
     def watch():
         deadline = time.monotonic() + 240
         while epochs_checkpointed(run_dir) < epochs and time.monotonic() < deadline:
             time.sleep(0.02)
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal_number)
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
@@ -116,12 +120,13 @@ def sigint_self_after(run_dir, epochs: int) -> threading.Thread:
 
 def test_resume_after_a_kill_ends_exactly_like_the_uninterrupted_run(table, uninterrupted,
                                                                       tmp_path,
-                                                                      sigint_recorder):
+                                                                      signal_recorder):
     """SIGKILL, SIGTERM and SIGINT (Ctrl-C) in turn, each followed by `--resume` (so resuming
     a resumed run is covered too): the run must end exactly like the uninterrupted one.
-    SIGKILL and SIGTERM hit processes of their own, each resumed by a new process; Ctrl-C
-    reaches the second resume, run in this process (the same handler as SIGTERM's, the same
-    checkpoint), and the last resume runs here too."""
+    SIGKILL hits a process of its own (nothing of it survives but its files); SIGTERM and
+    Ctrl-C reach the resumes, run in this process on the run's own recorded data (no
+    --data): the fit's own handler, a checkpoint at the epoch's end, the exit code a shell
+    sees. The last resume runs here too."""
     run_dir = tmp_path / "run"
     process = cli("fit", "--data", table, "--out", run_dir, *OPTIONS, wait=False)
     interrupt_after(process, run_dir, 3, signal.SIGKILL)
@@ -129,21 +134,14 @@ def test_resume_after_a_kill_ends_exactly_like_the_uninterrupted_run(table, unin
     assert process.returncode == -signal.SIGKILL
     stopped_at = check_stopped(run_dir, 0)
 
-    # Resumed on its own recorded data (no --data), by a new process.
-    process = cli("fit", "--out", run_dir, "--resume", "--quiet", wait=False)
-    interrupt_after(process, run_dir, stopped_at + 2, signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM
-    assert_stopped_cleanly(stderr, run_dir, signal.SIGTERM)
-    stopped_at = check_stopped(run_dir, stopped_at)
-
-    watcher = sigint_self_after(run_dir, stopped_at + 2)
-    stopped = in_process("fit", "--out", run_dir, "--resume", "--quiet")
-    watcher.join(timeout=240)
-    assert sigint_recorder == []  # the fit's own handler took it, not the test's
-    assert stopped.exit_code == 128 + signal.SIGINT, stopped.output
-    assert_stopped_cleanly(stopped.stderr, run_dir, signal.SIGINT)
-    check_stopped(run_dir, stopped_at)
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        watcher = signal_self_after(run_dir, stopped_at + 2, signal_number)
+        stopped = in_process("fit", "--out", run_dir, "--resume", "--quiet")
+        watcher.join(timeout=240)
+        assert signal_recorder == []  # the fit's own handler took it, not the test's
+        assert stopped.exit_code == 128 + signal_number, stopped.output
+        assert_stopped_cleanly(stopped.stderr, run_dir, signal_number)
+        stopped_at = check_stopped(run_dir, stopped_at)
 
     finished = in_process("fit", "--out", run_dir, "--resume", "--quiet")
     assert finished.exit_code == 0, finished.output

@@ -44,15 +44,25 @@ def test_end_to_end_training_lowers_held_out_nll(tmp_path):
     assert metrics["history"][metrics["best_epoch"] - 1]["validation_nll"] == pytest.approx(best)
 
 
-def test_run_directory_reloads_the_best_weights(tmp_path):
-    data = make_toy("moons", 300, 0.05, seed=1)
-    result = train_lib.fit(data, tmp_path / "run", TINY_FLOW, small_train(epochs=3))
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+@pytest.fixture(scope="module")
+def seeded_runs(tmp_path_factory):
+    """(data, [(run directory, FitResult)]) of three tiny runs on one table: seeds 7, 7, 8.
+    Read-only: a test that writes into a run trains its own."""
+    data = make_toy("moons", 300, 0.05, seed=3)
+    root = tmp_path_factory.mktemp("seeded")
+    return data, [(root / f"run{i}", train_lib.fit(data, root / f"run{i}", TINY_FLOW,
+                                                   small_train(epochs=3, seed=seed)))
+                  for i, seed in enumerate([7, 7, 8])]
+
+
+def test_run_directory_reloads_the_best_weights(seeded_runs):
+    data, [(run_dir, result), *_] = seeded_runs
+    assert sorted(p.name for p in run_dir.iterdir()) == [
         "checkpoints", "config.json", "metrics.json", "model"]
-    reloaded = tfp_realnvp.load(tmp_path / "run")
+    reloaded = tfp_realnvp.load(run_dir)
     x = tf.constant(data[:50])
     np.testing.assert_array_equal(reloaded.log_prob(x), result.flow.log_prob(x))
-    _, validation = prepare_lib.train_validation_split(data, 0.1, 0)
+    _, validation = prepare_lib.train_validation_split(data, 0.1, 7)  # the run's seed
     assert mean_nll(reloaded, validation) == pytest.approx(
         result.metrics["best_validation_nll"], abs=1e-5)
 
@@ -60,7 +70,7 @@ def test_run_directory_reloads_the_best_weights(tmp_path):
 def test_early_stopping_keeps_the_best_epoch(tmp_path):
     data = make_toy("moons", 200, 0.05, seed=2)
     # A learning rate this high makes validation NLL bounce; patience 2 stops soon after.
-    result = train_lib.fit(data, tmp_path / "run", SMALL_FLOW,
+    result = train_lib.fit(data, tmp_path / "run", TINY_FLOW,
                            small_train(epochs=200, patience=2, learning_rate=0.05,
                                        schedule="constant"))
     metrics = result.metrics
@@ -73,12 +83,9 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
     assert history[metrics["best_epoch"]] == pytest.approx(min(history))
 
 
-def test_same_seed_same_run_other_seed_other_run(tmp_path):
-    data = make_toy("moons", 300, 0.05, seed=3)
-    runs = [train_lib.fit(data, tmp_path / f"run{i}", TINY_FLOW, small_train(epochs=3,
-                                                                               seed=seed))
-            for i, seed in enumerate([7, 7, 8])]
-    histories = [[h["validation_nll"] for h in r.metrics["history"]] for r in runs]
+def test_same_seed_same_run_other_seed_other_run(seeded_runs):
+    _, runs = seeded_runs
+    histories = [[h["validation_nll"] for h in r.metrics["history"]] for _, r in runs]
     assert histories[0] == histories[1]
     assert histories[0] != histories[2]
 
