@@ -329,13 +329,11 @@ def test_cli_context_columns_need_data(tmp_path):
     assert result.exit_code == 2 and "--context-columns needs --data" in result.output
 
 
-def test_an_unconditional_model_refuses_a_context(tmp_path):
-    x, _ = moons_table(200)
-    result = tfp_realnvp.fit(x, tmp_path / "run", FlowConfig(num_couplings=2, hidden_units=8),
-                             TrainConfig(epochs=1, batch_size=64))
+def test_an_unconditional_model_refuses_a_context(tiny_run):
+    """conftest's session run (unconditional moons; read-only: nothing here writes)."""
     with pytest.raises(DataError, match="this model is unconditional"):
-        sample_flow(result.flow, 5, 0, context=np.zeros((1, 1)))
-    cli = invoke("sample", tmp_path / "run", "-n", 2, "--context", "1")
+        sample_flow(tfp_realnvp.load(tiny_run), 5, 0, context=np.zeros((1, 1)))
+    cli = invoke("sample", tiny_run, "-n", 2, "--context", "1")
     assert cli.exit_code == 1 and "unconditional" in cli.output
 
 

@@ -25,6 +25,7 @@ coupling = "affine"
 ensemble-size = 1
 jit-compile = false
 learning-rate = 0.01
+blend = false
 quiet = true
 """
 
@@ -56,7 +57,7 @@ def test_config_file_values_are_used_and_flags_override_them(run_and_export):
 def test_a_json_config_with_underscored_keys_reads_the_same(tmp_path):
     values = {"num_points": 300, "epochs": 1, "num-couplings": 2, "hidden_units": 8,
               "batch_size": 64, "coupling": "affine", "ensemble_size": 1, "quiet": True,
-              "whiten": False, "out": str(tmp_path / "run")}
+              "whiten": False, "blend": False, "out": str(tmp_path / "run")}
     (tmp_path / "fit.json").write_text(json.dumps(values))
     result = invoke("fit", "--config", tmp_path / "fit.json", "--epochs", 2)
     assert result.exit_code == 0, result.output

@@ -155,9 +155,11 @@ def test_sample_flow_in_batches_is_seeded_and_matches_one_call():
 
 def test_a_step_budget_holds_inside_an_epoch(tmp_path):
     rows = bigtable.make_table(4000, 3, seed=1)
+    # A small affine flow with no blended mixture (choosing one costs a third of a fit):
+    # the step and time budgets are what this test checks.
     settings = {"max_steps_per_epoch": 3, "batch_size": 16, "epochs": 2, "hidden_units": 8,
-                "ensemble_size": 1, "num_couplings": 2, "patience": 50,
-                "time_budget": 600}  # the epochs bind here, never the clock
+                "ensemble_size": 1, "num_couplings": 2, "patience": 50, "coupling": "affine",
+                "blend": False, "time_budget": 600}  # the epochs bind here, never the clock
     seen = []
     result = tfp_realnvp.fit(rows, tmp_path / "run", settings=settings,
                              on_epoch=lambda record: seen.append(record))
@@ -177,7 +179,7 @@ def test_big_table_run_reports_every_step(tmp_path):
     figures = bigtable.run_big_table(
         rows=600, columns=3, time_budget=0.5, workdir=tmp_path,
         settings={"hidden_units": 8, "num_couplings": 2, "ensemble_size": 1,
-                  "max_steps_per_epoch": 2, "epochs": 3})
+                  "coupling": "affine", "blend": False, "max_steps_per_epoch": 2, "epochs": 3})
     for field in ("read_csv_s", "read_npy_s", "fit_s", "training_s", "evaluate_s",
                   "sample_s", "evaluate_rows_per_s", "sample_rows_per_s", "csv_mb"):
         assert positive_finite(figures[field]), field

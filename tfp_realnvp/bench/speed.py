@@ -59,20 +59,18 @@ def run_speed(options: SpeedOptions | None = None,
     peak = machine_matmul_gflops()
     result["machine_matmul_gflops"] = peak
     records = []
-    for subject in subjects(options):
-        if names is not None and subject.name not in names:
-            continue
+    for subject in subjects(options, names):
         record = measure_subject(subject, options, table, points)
         records.append(record)
         report("throughput", record)
     result["throughput"] = records
     result["ratios"] = ratios(records)
-    default, default_jit = default_config(options.dim)
     profiles = []
-    for subject in (flow_subject("default", default, default_jit),
-                    flow_subject("flow_xla", architecture_config(options), True)):
-        if names is None or subject.name in names:
-            profiles.append(profile_step(subject, options, table, peak))
+    for name, make in (("default", lambda: flow_subject("default", *default_config(options.dim))),
+                       ("flow_xla", lambda: flow_subject(
+                           "flow_xla", architecture_config(options), True))):
+        if names is None or name in names:  # built only when profiled
+            profiles.append(profile_step(make(), options, table, peak))
             report("profile", profiles[-1])
     result["profile"] = profiles
     if options.time_to_quality:

@@ -7,7 +7,7 @@ default), TFP's built-in `tfb.RealNVP` and the original notebook's Keras model.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import numpy as np
 import tensorflow as tf
@@ -119,21 +119,23 @@ def default_config(dim: int, rows: int = 3000) -> tuple[FlowConfig, bool]:
     return choice.flow.replace(event_dim=dim), choice.train.jit_compile
 
 
-def subjects(options: SpeedOptions) -> list[Subject]:
-    """Every model of the side-by-side table, in order."""
+def subjects(options: SpeedOptions, names: Collection[str] | None = None) -> list[Subject]:
+    """Every model of the side-by-side table, in order; with `names`, only those (the others
+    are never built: building a model costs seconds)."""
     arch = architecture_config(options)
-    default, default_jit = default_config(options.dim)
-    affine = FlowConfig(event_dim=options.dim)
-    return [
-        flow_subject("flow", arch, False),
-        flow_subject("flow_xla", arch, True),
-        tfp_realnvp_subject("tfp_realnvp", options, False),
-        tfp_realnvp_subject("tfp_realnvp_xla", options, True),
-        notebook_subject("keras_notebook", options),
-        flow_subject("default", default, default_jit),
-        flow_subject("affine_default", affine, False),
-        flow_subject("affine_default_xla", affine, True),
-    ]
+    makers: dict[str, Callable[[], Subject]] = {
+        "flow": lambda: flow_subject("flow", arch, False),
+        "flow_xla": lambda: flow_subject("flow_xla", arch, True),
+        "tfp_realnvp": lambda: tfp_realnvp_subject("tfp_realnvp", options, False),
+        "tfp_realnvp_xla": lambda: tfp_realnvp_subject("tfp_realnvp_xla", options, True),
+        "keras_notebook": lambda: notebook_subject("keras_notebook", options),
+        "default": lambda: flow_subject("default", *default_config(options.dim)),
+        "affine_default": lambda: flow_subject(
+            "affine_default", FlowConfig(event_dim=options.dim), False),
+        "affine_default_xla": lambda: flow_subject(
+            "affine_default_xla", FlowConfig(event_dim=options.dim), True),
+    }
+    return [make() for name, make in makers.items() if names is None or name in names]
 
 
 def training_table(dim: int, rows: int = TABLE_ROWS) -> tf.Tensor:
