@@ -66,7 +66,7 @@ class Trainer:
         self.prepared = prepared
         self.num_members = len(prepared.members)
         self._blend_mixtures: BlendMixtures | None = None
-        smallest = min(len(member.train_events) for member in prepared.members)
+        smallest = min(prepared.train_sizes)
         self.global_batch = min(train_config.batch_size, smallest)
         self.steps_per_epoch = max(1, smallest // self.global_batch)
         if train_config.max_steps_per_epoch is not None:
