@@ -1,0 +1,112 @@
+"""`fit` and `resume` of a table streamed from Parquet/CSV shards."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import tfp_realnvp
+from tfp_realnvp import firstpass
+from tfp_realnvp.errors import ConfigError
+from tfp_realnvp.tables.moments import row_uniforms
+from tfp_realnvp.tables.shards import open_shards
+from tfp_realnvp.training import stream_pipeline
+from tfp_realnvp.training.trainer import Trainer
+
+SETTINGS = {"epochs": 3, "max_steps_per_epoch": 20, "batch_size": 128, "num_couplings": 2,
+            "hidden_units": 16, "seed": 0, "patience": 50}
+
+
+def _shards(folder, rows: int = 12_000, count: int = 3, kind: str = "parquet"):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((rows, 3))
+    x[:, 1] += 0.5 * x[:, 0] ** 2
+    frame = pd.DataFrame(x, columns=["a", "b", "c"])
+    folder.mkdir(exist_ok=True)
+    for i, at in enumerate(np.array_split(np.arange(rows), count)):
+        part = frame.iloc[at]
+        if kind == "parquet":
+            part.to_parquet(folder / f"part-{i}.parquet")
+        else:
+            part.to_csv(folder / f"part-{i}.csv", index=False)
+    return x
+
+
+def test_epoch_batches_hold_training_rows_only_and_repeat_by_epoch(tmp_path):
+    table = _shards(tmp_path / "s", rows=3000)
+    shards = open_shards(tmp_path / "s")
+    found = firstpass.first_pass(shards, firstpass.stream_layout(shards), 4, 0.1)
+    plan = found.prepared(shards).stream
+    batches = list(stream_pipeline.epoch_batches(plan, 4, 100, 26, epoch=2))
+    assert len(batches) == 26 and all(b.shape == (100, 3) for b in batches)
+    seen = np.concatenate(batches)
+    train = table[row_uniforms(0, len(table), 4) >= 0.1].astype(np.float32)
+    assert len(np.unique(seen, axis=0)) == len(seen)  # no row twice in an epoch
+    assert {r.tobytes() for r in seen} <= {r.tobytes() for r in train}
+    again = list(stream_pipeline.epoch_batches(plan, 4, 100, 26, epoch=2))
+    np.testing.assert_array_equal(np.concatenate(again), seen)
+    other = np.concatenate(list(stream_pipeline.epoch_batches(plan, 4, 100, 26, epoch=3)))
+    assert not np.array_equal(other, seen)
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_streamed_fit_trains_from_the_files_and_records_the_choice(tmp_path, kind):
+    _shards(tmp_path / "s", kind=kind)
+    result = tfp_realnvp.fit(str(tmp_path / "s"), tmp_path / "run", settings=SETTINGS,
+                             stream="always")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["data"]["input"] == "stream"
+    assert "--stream always" in config["data"]["input_reason"]
+    assert config["data"]["num_rows"] == 12_000 and config["data"]["shards"] == 3
+    assert config["flow"]["ensemble_size"] == 1
+    assert (tmp_path / "run" / "stream" / "firstpass.json").is_file()
+    history = result.metrics["history"]
+    assert result.metrics["best_validation_nll"] < json.loads(
+        (tmp_path / "run" / "metrics.json").read_text())["initial_validation_nll"]
+    assert all(np.isfinite(h["train_nll"]) for h in history)
+    rows = np.load(tmp_path / "run" / "stream" / "validation.npy")
+    assert np.isfinite(result.flow.log_prob(rows).numpy()).all()
+
+
+def test_small_shards_stay_in_memory(tmp_path):
+    _shards(tmp_path / "s", rows=600)
+    tfp_realnvp.fit(str(tmp_path / "s" / "*.parquet"), tmp_path / "run",
+                    settings={**SETTINGS, "epochs": 1})
+    data = json.loads((tmp_path / "run" / "config.json").read_text())["data"]
+    assert data["input"] == "memory" and "<= 512 MB" in data["input_reason"]
+    assert data["num_train"] + data["num_validation"] == 600
+
+
+def test_an_ensemble_cannot_be_streamed(tmp_path):
+    _shards(tmp_path / "s", rows=600)
+    with pytest.raises(ConfigError, match="ensemble_size=3: a streamed table trains one flow"):
+        tfp_realnvp.fit(str(tmp_path / "s"), tmp_path / "run",
+                        settings={**SETTINGS, "ensemble_size": 3}, stream="always")
+
+
+def test_resume_reuses_the_first_pass_and_the_validation_rows(tmp_path, monkeypatch):
+    _shards(tmp_path / "s")
+    passes, validation = [], []
+    real_pass, real_rows = firstpass.first_pass, Trainer._set_validation_rows
+
+    def counted(*args, **kwargs):
+        passes.append(1)
+        return real_pass(*args, **kwargs)
+
+    def kept(self):
+        real_rows(self)
+        validation.append(self._validation_events.numpy())
+
+    monkeypatch.setattr(firstpass, "first_pass", counted)
+    monkeypatch.setattr(Trainer, "_set_validation_rows", kept)
+    tfp_realnvp.fit(str(tmp_path / "s"), tmp_path / "run",
+                    settings={**SETTINGS, "epochs": 2}, stream="always")
+    assert len(passes) == 1
+    result = tfp_realnvp.resume(tmp_path / "run", None, epochs=4)
+    assert len(passes) == 1  # no second pass over the files
+    assert len(validation) == 2
+    np.testing.assert_array_equal(validation[0], validation[1])
+    assert [h["epoch"] for h in result.metrics["history"]] == [1, 2, 3, 4]
