@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -110,3 +111,36 @@ def test_resume_reuses_the_first_pass_and_the_validation_rows(tmp_path, monkeypa
     assert len(validation) == 2
     np.testing.assert_array_equal(validation[0], validation[1])
     assert [h["epoch"] for h in result.metrics["history"]] == [1, 2, 3, 4]
+
+
+def test_cli_streams_a_folder_explains_it_and_resumes_it(tmp_path):
+    from click.testing import CliRunner
+
+    from tfp_realnvp.cli import cli as main
+
+    _shards(tmp_path / "s", rows=6000)
+    runner = CliRunner()
+    options = ["--epochs", "2", "--max-steps-per-epoch", "10", "--num-couplings", "2",
+               "--hidden-units", "16"]
+    explained = runner.invoke(main, ["fit", "--data", str(tmp_path / "s"), "--stream",
+                                     "always", "--explain"])
+    assert explained.exit_code == 0, explained.output
+    assert explained.output.startswith(f"{tmp_path / 's'}: 6000 rows x 3 numeric columns")
+    assert "input: streamed from files (3 parquet shard(s)" in explained.output
+    assert not (tmp_path / "run").exists()
+    fitted = runner.invoke(main, ["fit", "--data", str(tmp_path / "s"), "--stream", "always",
+                                  "--out", str(tmp_path / "run"), "--quiet", *options])
+    assert fitted.exit_code == 0, fitted.output
+    assert "best validation NLL" in fitted.output
+    resumed = runner.invoke(main, ["fit", "--resume", "--out", str(tmp_path / "run"),
+                                   "--epochs", "3", "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 3
+    frame = pd.DataFrame({"a": [1.0] * 20, "b": np.arange(20.0), "city": ["x"] * 20})
+    frame.to_parquet(tmp_path / "cat.parquet")
+    refused = runner.invoke(main, ["fit", "--data", str(tmp_path / "cat.parquet"),
+                                   "--stream", "always", "--out", str(tmp_path / "r2")])
+    assert refused.exit_code != 0
+    assert re.search(r"column 'city' holds \w+ \(categorical\); streaming reads numeric "
+                     r"tables only: leave the column out \(--ignore NAME\)", refused.output)

@@ -47,6 +47,14 @@ STREAM_MODES = ("auto", "always", "never")
 VALIDATION_ROWS = 100_000
 SAMPLE_ROWS = 50_000
 STREAM_DIR = "stream"  # in the run: firstpass.json, validation.npy, sample.npy
+CSV_BYTES_PER_CELL = 12  # a CSV's rows guessed from its size, before the pass counts them
+
+
+def estimated_rows(shards: ShardSet) -> int:
+    """The table's rows: a Parquet file's metadata, a CSV's size / (columns x 12 bytes)."""
+    if shards.rows is not None:
+        return sum(shards.rows)
+    return shards.nbytes // (shards.width * CSV_BYTES_PER_CELL)
 
 
 def choose_input(source: str | os.PathLike, mode: str = "auto") -> tuple[bool, str]:

@@ -18,8 +18,6 @@ from tfp_realnvp.tables.shards import open_shards
 from tfp_realnvp.training.prepared_fit import apply_settings, fit_prepared
 from tfp_realnvp.training.records import EpochMetrics, FitResult
 
-CSV_BYTES_PER_CELL = 12  # a CSV's rows guessed from its size, for the automatic choice
-
 
 def fit_stream(source: str | os.PathLike, run_dir: str | Path, options: dict[str, Any],
                data_info: dict[str, Any] | None, why: str,
@@ -40,9 +38,8 @@ def fit_stream(source: str | os.PathLike, run_dir: str | Path, options: dict[str
     layout = firstpass.stream_layout(shards, options.get("context_columns"),
                                      options.get("ignore"), options.get("categorical"))
     dim, context_dim = len(layout.events), len(layout.context)
-    guess = sum(shards.rows) if shards.rows is not None else \
-        shards.nbytes // (shards.width * CSV_BYTES_PER_CELL)
-    chosen = auto.choose(max(guess, 10), dim, conditional=context_dim > 0)
+    chosen = auto.choose(max(firstpass.estimated_rows(shards), 10), dim,
+                         conditional=context_dim > 0)
     settings = dict(settings or {})
     reasons = {k: v for k, v in chosen.reasons.items() if k not in settings}
     chosen_names = [name for name, config in (("flow", flow_config), ("train", train_config))
