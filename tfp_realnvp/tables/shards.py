@@ -91,8 +91,9 @@ def shard_paths(source: str | os.PathLike) -> list[Path]:
             found = sorted(path.glob(f"*{suffix}"))
             if found:
                 return found
-        raise DataFileNotFoundError(f"{path}: a folder without .parquet or .csv shards. Pass "
-                                    "a folder of table shards, a glob or a file.")
+        raise DataFileNotFoundError(f"{path}: a directory, not a file, and it holds no "
+                                    ".parquet or .csv shards. Pass a table file, a folder of "
+                                    "table shards or a glob.")
     if path.is_file():
         return [path]
     if glob.has_magic(text):
