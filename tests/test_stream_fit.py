@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 
@@ -36,21 +37,26 @@ def _shards(folder, rows: int = 12_000, count: int = 3, kind: str = "parquet"):
     return x
 
 
-def test_epoch_batches_hold_training_rows_only_and_repeat_by_epoch(tmp_path):
+def test_passes_hold_training_rows_once_and_epochs_continue_them(tmp_path):
     table = _shards(tmp_path / "s", rows=3000)
     shards = open_shards(tmp_path / "s")
     found = firstpass.first_pass(shards, firstpass.stream_layout(shards), 4, 0.1)
     plan = found.prepared(shards).stream
-    batches = list(stream_pipeline.epoch_batches(plan, 4, 100, 26, epoch=2))
-    assert len(batches) == 26 and all(b.shape == (100, 3) for b in batches)
+    batches = list(stream_pipeline.pass_batches(plan, 4, 100, 2))
+    assert len(batches) == plan.num_train // 100 and all(b.shape == (100, 3) for b in batches)
     seen = np.concatenate(batches)
     train = table[row_uniforms(0, len(table), 4) >= 0.1].astype(np.float32)
-    assert len(np.unique(seen, axis=0)) == len(seen)  # no row twice in an epoch
+    assert len(np.unique(seen, axis=0)) == len(seen)  # no row twice in a pass
     assert {r.tobytes() for r in seen} <= {r.tobytes() for r in train}
-    again = list(stream_pipeline.epoch_batches(plan, 4, 100, 26, epoch=2))
-    np.testing.assert_array_equal(np.concatenate(again), seen)
-    other = np.concatenate(list(stream_pipeline.epoch_batches(plan, 4, 100, 26, epoch=3)))
+    again = np.concatenate(list(stream_pipeline.pass_batches(plan, 4, 100, 2)))
+    np.testing.assert_array_equal(again, seen)
+    other = np.concatenate(list(stream_pipeline.pass_batches(plan, 4, 100, 3)))
     assert not np.array_equal(other, seen)
+    # Epochs of 10 steps (below a pass of 26): epoch 4 resumed = epoch 4 continued.
+    whole = stream_pipeline.batch_stream(plan, 4, 100, 10, start_epoch=0)
+    continued = list(itertools.islice(whole, 40, 60))
+    resumed = list(itertools.islice(stream_pipeline.batch_stream(plan, 4, 100, 10, 4), 20))
+    np.testing.assert_array_equal(np.stack(resumed), np.stack(continued))
 
 
 @pytest.mark.parametrize("kind", ["parquet", "csv"])

@@ -58,8 +58,10 @@ stored = RunDir(run).read_config()
 plan = firstpass.FirstPass.load(run).prepared(firstpass.open_shards(folder)).stream
 batch, steps = stored.train.batch_size, result.metrics["steps_per_epoch"]
 tick, made = time.perf_counter(), 0
-for _ in stream_pipeline.epoch_batches(plan, 0, batch, steps, epoch=1):
+for _ in stream_pipeline.batch_stream(plan, 0, batch, steps, start_epoch=1):
     made += 1
+    if made == steps:
+        break
 pipeline_s = time.perf_counter() - tick
 # Training without the pipeline: the same flow and batch on rows already in memory.
 sample = np.load(f"{run}/stream/sample.npy")[:, :stored.flow.event_dim]

@@ -15,18 +15,17 @@ SHUFFLE_ROWS = 1 << 18  # rows mixed at a time (about 10 MB for 10 float32 colum
 BLOCK_BATCHES = 16  # batches handed from Python to tf.data at once
 
 
-def epoch_batches(plan: StreamPlan, seed: int, batch: int, steps: int,
-                  epoch: int) -> Iterator[np.ndarray]:
-    """Epoch `epoch`'s `steps` batches `[batch, D + C]` float32 of training rows.
+def pass_batches(plan: StreamPlan, seed: int, batch: int,
+                 pass_number: int) -> Iterator[np.ndarray]:
+    """Pass `pass_number`'s batches `[batch, D + C]` float32 over all training rows
+    (`StreamPlan.training_mask`; the last partial batch is dropped).
 
-    The shards are read in an order drawn from (seed, epoch), each chunk's training rows
-    (`StreamPlan.training_mask`) go into a buffer of up to `SHUFFLE_ROWS` rows, which is
-    shuffled and drawn from while it is over half full; so an epoch's batches are a
-    function of (seed, epoch) alone and a resumed run sees what the uninterrupted one saw.
+    The shards are read in an order drawn from (seed, pass), each chunk's training rows go
+    into a buffer of up to `SHUFFLE_ROWS` rows, which is shuffled and drawn from while it
+    is over half full: a pass's batches are a function of (seed, pass) alone.
     """
-    rng = np.random.default_rng([seed, epoch])
+    rng = np.random.default_rng([seed, pass_number])
     pool = np.empty((0, len(plan.columns)), np.float32)
-    made = 0
     for shard in rng.permutation(len(plan.shards.paths)):
         start = plan.offsets[shard]
         for rows in plan.shards.chunks(int(shard), plan.columns):
@@ -36,15 +35,28 @@ def epoch_batches(plan: StreamPlan, seed: int, batch: int, steps: int,
             if len(pool) < SHUFFLE_ROWS:
                 continue
             pool = pool[rng.permutation(len(pool))]
-            while len(pool) >= SHUFFLE_ROWS // 2 and made < steps:
+            while len(pool) >= SHUFFLE_ROWS // 2:
                 yield pool[:batch]
-                pool, made = pool[batch:], made + 1
-            if made == steps:
-                return
+                pool = pool[batch:]
     pool = pool[rng.permutation(len(pool))]
-    while len(pool) >= batch and made < steps:
+    while len(pool) >= batch:
         yield pool[:batch]
-        pool, made = pool[batch:], made + 1
+        pool = pool[batch:]
+
+
+def batch_stream(plan: StreamPlan, seed: int, batch: int, steps_per_epoch: int,
+                 start_epoch: int) -> Iterator[np.ndarray]:
+    """Every batch from epoch `start_epoch` on: passes over the table one after another,
+    epoch e the batches e * steps .. (e + 1) * steps - 1 of that sequence. An epoch capped
+    below a pass (`max_steps_per_epoch`) so goes on where the last one stopped, and every
+    row is seen once per pass; a resumed run reads (without training on) the batches of
+    its pass before its first epoch, and sees what the uninterrupted run saw."""
+    per_pass = max(1, plan.num_train // batch)
+    pass_number, skip = divmod(start_epoch * steps_per_epoch, per_pass)
+    for number in itertools.count(pass_number):
+        batches = pass_batches(plan, seed, batch, number)
+        yield from itertools.islice(batches, skip, None)
+        skip = 0
 
 
 def streamed_batches(plan: StreamPlan, seed: int, global_batch: int, steps_per_epoch: int,
@@ -54,10 +66,9 @@ def streamed_batches(plan: StreamPlan, seed: int, global_batch: int, steps_per_e
     width, dim = len(plan.columns), plan.event_dim
 
     def blocks() -> Iterator[np.ndarray]:
-        for epoch in itertools.count(start_epoch):
-            batches = epoch_batches(plan, seed, global_batch, steps_per_epoch, epoch)
-            while block := list(itertools.islice(batches, BLOCK_BATCHES)):
-                yield np.stack(block)
+        batches = batch_stream(plan, seed, global_batch, steps_per_epoch, start_epoch)
+        while block := list(itertools.islice(batches, BLOCK_BATCHES)):
+            yield np.stack(block)
 
     dataset = tf.data.Dataset.from_generator(
         blocks, output_signature=tf.TensorSpec([None, global_batch, width], tf.float32))
