@@ -143,6 +143,22 @@ def test_cli_streams_a_folder_explains_it_and_resumes_it(tmp_path):
     assert resumed.exit_code == 0, resumed.output
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["epochs_run"] == 3
+    scored = runner.invoke(main, ["evaluate", str(tmp_path / "run"), "--data",
+                                  str(tmp_path / "s"), "--stream", "always", "--per-row",
+                                  str(tmp_path / "nll.parquet"), "--json"])
+    assert scored.exit_code == 0, scored.output
+    summary = json.loads(scored.output.strip().splitlines()[-1])
+    per_row = pd.read_parquet(tmp_path / "nll.parquet")["nll"].to_numpy()
+    rows = pd.concat([pd.read_parquet(p) for p in sorted((tmp_path / "s").iterdir())])
+    expected = -tfp_realnvp.load(tmp_path / "run").log_prob(
+        rows.to_numpy(np.float32)).numpy()
+    assert summary["n"] == len(per_row) == 6000 and summary["streamed"] is True
+    np.testing.assert_allclose(per_row, expected, rtol=1e-5, atol=1e-5)
+    assert summary["nll"] == pytest.approx(expected.mean(), rel=1e-6)
+    wrong = runner.invoke(main, ["evaluate", str(tmp_path / "run"), "--data",
+                                 str(tmp_path / "s"), "--stream", "always", "--per-row",
+                                 str(tmp_path / "nll.npy")])
+    assert wrong.exit_code == 2 and "name a .parquet or .csv file" in wrong.output
     frame = pd.DataFrame({"a": [1.0] * 20, "b": np.arange(20.0), "city": ["x"] * 20})
     frame.to_parquet(tmp_path / "cat.parquet")
     refused = runner.invoke(main, ["fit", "--data", str(tmp_path / "cat.parquet"),

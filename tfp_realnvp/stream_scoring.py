@@ -31,7 +31,7 @@ def score_shards(flow: Any, source: str | os.PathLike, layout: TableLayout | Non
     """
     shards = open_shards(source)
     columns = _columns(shards, layout, event_dim)
-    total, count, started = 0.0, 0, time.perf_counter()
+    total, count, worst, started = 0.0, 0, -np.inf, time.perf_counter()
     with _PerRowWriter(per_row) as write:
         for shard, path in enumerate(shards.paths):
             seen = 0
@@ -46,12 +46,14 @@ def score_shards(flow: Any, source: str | os.PathLike, layout: TableLayout | Non
                     tf.constant(rows[:, event_dim:].astype(np.float32))
                 nll = -flow.log_prob(events, **context_kwargs(flow, context)).numpy()
                 total += float(np.sum(nll, dtype=np.float64))
+                worst = max(worst, float(np.max(nll)))
                 count, seen = count + len(rows), seen + len(rows)
                 write(nll.astype(np.float64))
                 if on_rows is not None:
                     on_rows(len(rows))
     seconds = time.perf_counter() - started
-    return {"rows": count, "mean_nll": total / max(count, 1), "seconds": seconds,
+    return {"rows": count, "mean_nll": total / max(count, 1), "max_nll": worst,
+            "shards": len(shards.paths), "seconds": seconds,
             "rows_per_s": count / seconds if seconds else None}
 
 
