@@ -219,13 +219,18 @@ def first_pass(shards: ShardSet, layout: TableLayout, seed: int, validation_frac
             on_shard(shard)
     _, validation_rows = validation.rows()
     _, sample_rows = sample.rows()
-    return FirstPass(_record(shards, layout, moments, grid, locals()), validation_rows,
+    found = {"columns": columns, "offsets": offsets, "start": start, "dropped": dropped,
+             "validation_rows": validation_rows, "whiten": whiten, "seed": seed,
+             "validation_fraction": validation_fraction, "drop": drop,
+             "dequantize": dequantize, "digest": digest}
+    return FirstPass(_record(shards, layout, moments, grid, found), validation_rows,
                      sample_rows)
 
 
 def _record(shards: ShardSet, layout: TableLayout, moments: Moments, grid: GridSteps,
             found: dict[str, Any]) -> dict[str, Any]:
-    """firstpass.json: what `first_pass` found (`found` its locals), checked trainable."""
+    """firstpass.json: what `first_pass` found (`found`: its counts, settings, validation
+    rows and hash), checked trainable."""
     dim = len(layout.events)
     if not len(found["validation_rows"]):
         raise DataError(f"{shards.source}: no row fell in the validation share; raise "
