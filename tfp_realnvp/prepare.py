@@ -52,6 +52,11 @@ class PreparedData:
         return len(self.members[0].train_events)
 
     @property
+    def train_sizes(self) -> list[int]:
+        """Each member's number of training rows."""
+        return [len(member.train_events) for member in self.members]
+
+    @property
     def num_validation(self) -> int:
         return len(self.members[0].validation_events)
 

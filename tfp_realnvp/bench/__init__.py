@@ -13,7 +13,8 @@ import importlib
 from types import ModuleType
 
 _SUBMODULES = ("bigtable", "images", "maf", "notebook", "options", "peers", "profile", "quality",
-               "report", "scaling", "speed", "subjects", "throughput", "time_to_quality", "timing")
+               "report", "scaling", "speed", "streamed", "subjects", "throughput",
+               "time_to_quality", "timing")
 
 
 def __getattr__(name: str) -> ModuleType:

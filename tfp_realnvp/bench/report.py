@@ -120,4 +120,31 @@ def format_report(result: dict[str, Any]) -> str:
                   f"{big['evaluate_peak_mb']:.0f} | {_rate(big['evaluate_rows_per_s'])} rows/s |",
                   f"| sample as many rows | {big['sample_s']:.1f} | {big['sample_peak_mb']:.0f} "
                   f"| {_rate(big['sample_rows_per_s'])} rows/s |"]
+    if result.get("streamed_table"):
+        lines += format_streamed(result["streamed_table"])
     return "\n".join(lines)
+
+
+def format_streamed(big: dict[str, Any]) -> list[str]:
+    """The streamed big table's lines for the speed report."""
+    return [
+        "", f"Streamed table ({big['rows']:,} rows x {big['columns']} columns in "
+        f"{big['shards']} Parquet shards, {big['parquet_mb']:.0f} MB on disk, "
+        f"{big['table_float64_mb']:.0f} MB as float64):", "",
+        "| step | seconds | peak RSS MB (ru_maxrss) | |", "| --- | ---: | ---: | --- |",
+        f"| fit (first pass + training) | {big['fit_s']:.1f} | {big['fit_peak_rss_mb']:.0f} | "
+        f"first pass {big['first_pass_s']:.1f} s ({big['first_pass_rows_per_s']:,.0f} rows/s)"
+        f", {big['epochs']} epochs x {big['steps_per_epoch']} steps |",
+        f"| evaluate --per-row (streamed) | {big['evaluate_s']:.1f} | "
+        f"{big['evaluate_peak_rss_mb']:.0f} | {big['evaluate_rows_per_s']:,.0f} rows/s, mean "
+        f"NLL {big['mean_nll']:.3f} |", "",
+        f"Peak RSS includes the process's start (TensorFlow imported): "
+        f"{big['start_rss_mb']:.0f} MB before fit, {big['evaluate_start_rss_mb']:.0f} MB "
+        "before evaluate.",
+        f"Training steps/s (batch {big['batch_size']}): streamed "
+        f"{big['train_steps_per_s_streamed']:.0f}, from memory "
+        f"{big['train_steps_per_s_in_memory']:.0f} (ratio "
+        f"{big['streamed_to_in_memory_training_ratio']:.2f}); the input pipeline alone "
+        f"{big['pipeline_steps_per_s']:.0f} steps/s ({big['pipeline_rows_per_s']:,.0f} rows/s"
+        f"), {big['pipeline_to_training_ratio']:.1f}x what training takes.",
+    ]

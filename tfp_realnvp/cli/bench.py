@@ -116,10 +116,18 @@ def _bench_mixed(tables: tuple[str, ...], seeds: tuple[int, ...], time_budget: f
 @click.option("--big-table-columns", type=click.IntRange(min=2), default=10, show_default=True)
 @click.option("--big-table-budget", type=click.FloatRange(min=0, min_open=True), default=30.0,
               show_default=True, help="Seconds of training for the big table's fit.")
+@click.option("--streamed-rows", type=click.IntRange(min=1000), default=1_000_000,
+              show_default=True, help="With --big-table: rows of the sharded Parquet table "
+              "fit streams and evaluate scores, each in a child process (peak RSS); about a "
+              "minute at the default.")
+@click.option("--streamed-shards", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--big-table-only", is_flag=True,
+              help="With --big-table: measure the big tables alone (no model comparison).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def bench_speed(models: tuple[str, ...], scaling_dims: tuple[int, ...],
                 scaling_widths: tuple[int, ...], plot_path: Path | None, big_table: bool,
                 big_table_rows: int, big_table_columns: int, big_table_budget: float,
+                streamed_rows: int, streamed_shards: int, big_table_only: bool,
                 as_json: bool, **options: Any) -> None:
     """Training, log_prob and sample throughput against TFP's RealNVP and the notebook's
     Keras model (side by side in one process), time to quality, scaling, image models'
@@ -136,12 +144,20 @@ def bench_speed(models: tuple[str, ...], scaling_dims: tuple[int, ...],
     with reported_errors():
         settings = speed.SpeedOptions(scaling_dims=scaling_dims, scaling_widths=scaling_widths,
                                       **options)
+        if big_table and big_table_only:
+            streamed = tfp_realnvp.bench.streamed.run_streamed_table(
+                streamed_rows, big_table_columns, streamed_shards, big_table_budget)
+            click.echo(json.dumps(streamed, indent=2) if as_json else "\n".join(
+                tfp_realnvp.bench.report.format_streamed(streamed)).strip())
+            return
         result = speed.run_speed(settings, names=models, on_result=progress)
         if plot_path is not None:
             speed.plot_scaling(result["scaling"], plot_path, result["device"])
         if big_table:
             result["big_table"] = tfp_realnvp.bench.bigtable.run_big_table(
                 big_table_rows, big_table_columns, big_table_budget)
+            result["streamed_table"] = tfp_realnvp.bench.streamed.run_streamed_table(
+                streamed_rows, big_table_columns, streamed_shards, big_table_budget)
     click.echo(json.dumps(result, indent=2) if as_json else speed.format_report(result))
 
 

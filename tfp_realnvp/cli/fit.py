@@ -18,12 +18,14 @@ from tfp_realnvp.cli.progress import recorded_budget, recorded_wall_time
 from tfp_realnvp.cli.runtime import progress, reported_errors, start_tensorflow
 from tfp_realnvp.cli.tables import (
     check_data_file,
+    explain_streamed,
     read_data,
     read_table,
     read_training_rows,
 )
 from tfp_realnvp.config import STRATEGIES, TOY_DATASET_NAMES, FlowConfig, TrainConfig
 from tfp_realnvp.errors import DataError
+from tfp_realnvp.firstpass import STREAM_MODES
 
 
 @click.command()
@@ -39,8 +41,10 @@ from tfp_realnvp.errors import DataError
 @click.option("--noise", type=click.FloatRange(min=0), default=0.05, show_default=True,
               help="Noise of the toy set.")
 @click.option("--data", "data_file", type=click.Path(path_type=Path),
-              help="Train on this CSV or .npy table (rows = samples, >= 2 numeric columns), "
-                   "or on images: a .npy of [N, H, W, C], a folder of PNG/JPEG files of one "
+              help="Train on this CSV, Parquet or .npy table (rows = samples, >= 2 numeric "
+                   "columns), a folder or quoted glob of Parquet/CSV shards of one table "
+                   "(streamed from the files when large: see --stream), or on images: a "
+                   ".npy of [N, H, W, C], a folder of PNG/JPEG files of one "
                    "size, or digits-images (scikit-learn's 8x8 digits).")
 @click.option("--levels", type=click.IntRange(min=2),
               help="Images: the number of levels of float images (uint8 ones have 256).")
@@ -75,6 +79,10 @@ from tfp_realnvp.errors import DataError
 @click.option("--missing", type=click.Choice(("drop", "error")), default="drop",
               show_default=True, help="Rows of --data with a blank cell in a modelled column: "
               "leave them out (says how many), or refuse the file naming the first.")
+@click.option("--stream", type=click.Choice(STREAM_MODES), default="auto", show_default=True,
+              help="Stream --data from its files (one flow, numeric columns, one first pass "
+                   "of statistics) instead of reading it into memory: auto does so above "
+                   "512 MB as float64; recorded in the run.")
 @click.option("--explain", is_flag=True,
               help="Print the settings the automatic choice makes for this data (--data or "
                    "the toy set) and why, then exit: nothing is trained or written.")
@@ -84,7 +92,7 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
         drop_nonfinite: bool, dataset: str, num_points: int, noise: float, seed: int,
         strategy: str, quiet: bool, export_base: Path | None, plot: bool, tensorboard: bool,
         context_spec: str | None, categorical: str | None, numeric: str | None,
-        ignore: str | None, missing: str, explain: bool, levels: int | None,
+        ignore: str | None, missing: str, stream: str, explain: bool, levels: int | None,
         **options: Any) -> None:
     """Train a flow. With no arguments: two moons (3000 points, noise 0.05).
 
@@ -119,10 +127,10 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
             _explain(data_file, drop_nonfinite, context_spec, dataset, num_points, noise,
                      seed, {"categorical": categorical, "numeric": numeric, "ignore": ignore,
                             "missing": missing},
-                     {k: v for k, v in options.items() if v is not None})
+                     {k: v for k, v in options.items() if v is not None}, stream)
         return
     with reported_errors():
-        check_data_file(data_file)
+        check_data_file(data_file, shards=True)
         distribution = start_tensorflow(strategy)
         if resume:
             changes = {k: v for k, v in options.items() if v is not None}
@@ -135,17 +143,21 @@ def fit(ctx: click.Context, data_file: Path | None, run_dir: Path | None, resume
             data, data_info, context, layout = _new_data(
                 data_file, drop_nonfinite, context_spec, dataset, num_points, noise, seed,
                 {"categorical": categorical, "numeric": numeric, "ignore": ignore,
-                 "missing": missing})
+                 "missing": missing}, stream)
             given = {k: v for k, v in options.items() if v is not None}
             seeds = {"seed": seed, "mixing_seed": seed} if _seed_given(ctx) else {}
-            run_dir = run_dir or _default_run_dir(Path(data_info["source"]).stem)
+            run_dir = run_dir or _default_run_dir(_source_name(data_info["source"]))
             with progress(given.get("epochs"), quiet, recorded_budget(run_dir),
                           recorded_wall_time(run_dir)) as on_epoch:
                 result = tfp_realnvp.fit(data, run_dir, data_info=data_info,
                                          strategy=distribution, on_epoch=on_epoch,
                                          context=context, tensorboard=tensorboard,
                                          layout=layout, settings={**given, **seeds},
-                                         given=sorted([*given, *(["seed"] if seeds else [])]))
+                                         given=sorted([*given, *(["seed"] if seeds else [])]),
+                                         **_stream_options(data, context_spec, stream,
+                                                           drop_nonfinite, categorical,
+                                                           ignore, missing))
+                data = _streamed_rows(result, data)
         if not result.chief:
             _report_worker(result)
             return
@@ -183,11 +195,16 @@ def _check_arguments(resume: bool, run_dir: Path | None, strategy: str,
 
 def _explain(data_file: Path | None, drop_nonfinite: bool, context_spec: str | None,
              dataset: str, num_points: int, noise: float, seed: int, kinds: dict[str, Any],
-             given: dict[str, Any]) -> None:
-    """`fit --explain`: the table's shape and `auto.explain`'s lines; no TensorFlow, no
-    files written."""
-    check_data_file(data_file)
+             given: dict[str, Any], stream: str = "auto") -> None:
+    """`fit --explain`: the table's shape and `auto.explain`'s lines, and whether it would
+    be streamed; no TensorFlow, no files written."""
+    check_data_file(data_file, shards=True)
     conditional = False
+    streamed, why = (False, "") if data_file is None else \
+        tfp_realnvp.firstpass.choose_input(data_file, stream)
+    if streamed:
+        explain_streamed(data_file, why, context_spec, kinds, given)
+        return
     if data_file is None:
         rows = tfp_realnvp.tables.make_toy(dataset, num_points, noise, seed)
         source = f"{dataset} ({num_points} points, noise {noise:g})"
@@ -204,6 +221,8 @@ def _explain(data_file: Path | None, drop_nonfinite: bool, context_spec: str | N
                "(nothing is trained or written):")
     for line in auto_lib.explain(num_rows, dim, given, conditional=conditional):
         click.echo(f"  {line}")
+    if why:
+        click.echo(f"  input: {why}")
 
 
 def _seed_given(ctx: click.Context) -> bool:
@@ -213,19 +232,53 @@ def _seed_given(ctx: click.Context) -> bool:
 
 def _new_data(data_file: Path | None, drop_nonfinite: bool, context_spec: str | None,
               dataset: str, num_points: int, noise: float, seed: int,
-              kinds: dict[str, Any] | None = None):
+              kinds: dict[str, Any] | None = None, stream: str = "auto"):
     """A new run's (rows, data_info for config.json, context rows, TableLayout): --data
     read as a table (`tables.TableRows`: its kinds, context and blanks; the layout goes
     with it), or a toy set."""
     context, layout = None, None
     if data_file is not None:
+        streamed, why = tfp_realnvp.firstpass.choose_input(data_file, stream)
+        data_info = {"source": str(data_file), "input": "memory", "input_reason": why}
+        if streamed:  # fit streams it from the files
+            return str(data_file), {"source": str(data_file)}, None, None
         data = read_training_rows(data_file, drop_nonfinite, context_spec, **(kinds or {}))
-        data_info = {"source": str(data_file)}
     else:
         data = tfp_realnvp.tables.make_toy(dataset, num_points, noise, seed)
         data_info = {"source": dataset, "num_points": num_points, "noise": noise,
                      "seed": seed}
     return data, data_info, context, layout
+
+
+def _source_name(source: str) -> str:
+    """A run's default name from its data: a file's stem, a folder's or a glob's folder's
+    name."""
+    path = Path(source)
+    if tfp_realnvp.tables.shards.is_shard_source(source):
+        return path.name if path.is_dir() else path.parent.name or "shards"
+    return path.stem
+
+
+def _stream_options(data: Any, context_spec: str | None, stream: str, drop_nonfinite: bool,
+                    categorical: str | None, ignore: str | None,
+                    missing: str) -> dict[str, Any]:
+    """`fit`'s table options for a table it streams (given as its path), else none."""
+    if not isinstance(data, str):
+        return {}
+    return {"stream": stream, "context_columns": context_spec, "categorical": categorical,
+            "ignore": ignore, "missing": missing, "drop_nonfinite": drop_nonfinite}
+
+
+def _streamed_rows(result: Any, data: Any) -> Any:
+    """The rows `--plot` draws beside the flow: a streamed run's saved sample of training
+    rows (the table stays in its files), else `data`."""
+    sample = Path(result.run_dir) / tfp_realnvp.firstpass.STREAM_DIR / "sample.npy"
+    if not isinstance(data, str) or not sample.is_file():
+        return data
+    import numpy as np
+
+    return np.load(sample)[:, :len(tfp_realnvp.rundir.RunDir(result.run_dir).read_config()
+                                   .layout.events)]
 
 
 def _default_run_dir(source: str) -> Path:
@@ -237,7 +290,9 @@ def _resume(run_dir: Path, data_file: Path | None, drop_nonfinite: bool, strateg
             quiet: bool, changes: dict[str, Any], tensorboard: bool | None = None):
     stored = tfp_realnvp.rundir.RunDir(run_dir).read_config()
     context = None
-    if stored.flow is None or _has_categories(stored.layout):
+    if stored.data.get("input") == "stream":  # its saved first pass; the shards it names
+        data = None if data_file is None else str(data_file)
+    elif stored.flow is None or _has_categories(stored.layout):
         path = data_file if data_file is not None else stored.data.get("source")
         if path is None:
             raise DataError("The run records no data source; pass its table with --data.")

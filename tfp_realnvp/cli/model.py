@@ -4,11 +4,14 @@ plot, info."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 import click
 
 import tfp_realnvp
+from tfp_realnvp import firstpass
 from tfp_realnvp.cli import images as images_cli
 from tfp_realnvp.cli import table_model
 from tfp_realnvp.cli.options import int_list
@@ -132,8 +135,12 @@ def sample(model_dir: Path, num_samples: int, seed: int, output: Path | None,
 @click.option("--context", "context_arg",
               help="Conditional models: the rows' context, if --data holds only x. "
               + CONTEXT_HELP)
+@click.option("--stream", type=click.Choice(("auto", "always", "never")), default="auto",
+              show_default=True, help="Score --data (a file, folder or glob of Parquet/CSV "
+              "shards) chunk by chunk from its files, --per-row written as it goes (.parquet "
+              "or .csv); auto does so above 512 MB as float64. Reports the mean and max.")
 def evaluate(model_dir: Path, data_file: Path, per_row_file: Path | None, with_columns: bool,
-             as_json: bool, context_arg: str | None) -> None:
+             as_json: bool, context_arg: str | None, stream: str = "auto") -> None:
     """Negative log-likelihood of a data file: mean (nats, bits/dim), median, p99, max.
 
     A conditional model scores -log p(x | c): by default the context is taken from the
@@ -149,10 +156,16 @@ def evaluate(model_dir: Path, data_file: Path, per_row_file: Path | None, with_c
     table_model.check_per_row(per_row_file, with_columns, context_arg)
     _check_model(model_dir)
     with reported_errors():
-        check_data_file(data_file)
+        check_data_file(data_file, shards=True)
     with reported_errors():
         found = tfp_realnvp.rundir.find_model(model_dir)
-        frames = table_model.uses_frames(found, per_row_file, with_columns)
+        streamed = context_arg is None and not with_columns and \
+            not table_model.is_table_model(found) and \
+            firstpass.choose_input(data_file, stream)[0]
+        frames = not streamed and table_model.uses_frames(found, per_row_file, with_columns)
+    if streamed:
+        _evaluate_streamed(found, data_file, per_row_file, as_json)
+        return
     if frames:
         start_tensorflow()
         with reported_errors():
@@ -176,6 +189,38 @@ def evaluate(model_dir: Path, data_file: Path, per_row_file: Path | None, with_c
         click.echo(f"NLL {summary['nll']:.4f} nats, {summary['bits_per_dim']:.4f} bits/dim "
                    f"over {summary['n']} rows (median {summary['median']:.4f}, p99 "
                    f"{summary['p99']:.4f}, max {summary['max']:.4f})")
+
+
+def _evaluate_streamed(found: Any, data_file: Path, per_row_file: Path | None,
+                       as_json: bool) -> None:
+    """`evaluate` of a table in its files (`stream_scoring.score_shards`): bounded memory,
+    progress on stderr every million rows, the mean and max NLL."""
+    if per_row_file is not None and per_row_file.suffix.lower() not in (".parquet", ".csv"):
+        raise click.UsageError("Streamed --per-row writes as it goes: name a .parquet or .csv "
+                               "file.")
+    start_tensorflow()
+    seen = [0]
+
+    def report(rows: int) -> None:
+        if not as_json and (seen[0] + rows) // 10**6 > seen[0] // 10**6:
+            click.echo(f"scored {seen[0] + rows:,} rows", err=True)
+        seen[0] += rows
+
+    with reported_errors():
+        from tfp_realnvp.stream_scoring import score_shards
+
+        event_dim = found.config.event_dim
+        scored = score_shards(found.load(), data_file, found.layout, event_dim,
+                              per_row_file, report)
+    bits = scored["mean_nll"] / event_dim / math.log(2)
+    if as_json:
+        click.echo(json.dumps({"nll": scored["mean_nll"], "bits_per_dim": bits,
+                               "n": scored["rows"], "max": scored["max_nll"],
+                               "streamed": True}))
+        return
+    click.echo(f"NLL {scored['mean_nll']:.4f} nats, {bits:.4f} bits/dim over "
+               f"{scored['rows']} rows (streamed from {scored['shards']} shard(s) at "
+               f"{scored['rows_per_s']:,.0f} rows/s; max {scored['max_nll']:.4f})")
 
 
 @click.command()

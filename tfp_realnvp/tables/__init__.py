@@ -6,6 +6,7 @@ checking a table costs what pandas costs.
 
 from __future__ import annotations
 
+from tfp_realnvp.tables import shards
 from tfp_realnvp.tables.columns import describe_columns, resolve_columns, split_columns
 from tfp_realnvp.tables.inputs import (
     context_names,
@@ -46,6 +47,6 @@ __all__ = ["ColumnSpec", "TOY_DATASETS", "TableLayout", "TableRows", "context_fo
            "drop_nonfinite_rows", "fit_inputs", "header_of", "infer_layout",
            "load_array", "make_toy", "model_inputs", "numeric_rows", "parse_context",
            "read_frame", "read_header", "read_table", "read_training_frame",
-           "read_training_table", "recorded_data", "resolve_columns", "save_array",
+           "read_training_table", "recorded_data", "resolve_columns", "save_array", "shards",
            "split_columns", "split_legacy_flow", "split_like_training", "table_rows",
            "validate_array", "validate_context"]

@@ -13,15 +13,17 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfp_realnvp import auto, base_fit, blend_fit, tables
+from tfp_realnvp import auto, blend_fit, firstpass, tables
 from tfp_realnvp import prepare as prepare_lib
 from tfp_realnvp.config import FlowConfig, TrainConfig, settings
 from tfp_realnvp.errors import ConfigError, DataError
 from tfp_realnvp.rundir import IMAGE_FILE, RunConfig, RunDir
-from tfp_realnvp.training import table_fit
+from tfp_realnvp.tables import shards
+from tfp_realnvp.training import stream_fit, table_fit
 from tfp_realnvp.training.distill import after_training
-from tfp_realnvp.training.distribute import is_chief, make_strategy, worker_run_dir
+from tfp_realnvp.training.distribute import make_strategy
 from tfp_realnvp.training.loop import train
+from tfp_realnvp.training.prepared_fit import apply_settings, blend_mixtures, fit_prepared
 from tfp_realnvp.training.records import EpochMetrics, FitResult
 from tfp_realnvp.training.trainer import Trainer
 
@@ -46,6 +48,7 @@ def fit(
     missing: str = "drop",
     drop_nonfinite: bool = False,
     given: Sequence[str] | None = None,
+    stream: str = "auto",
 ) -> FitResult:
     """Trains a new flow on the rows of `data` and leaves a complete run directory.
 
@@ -97,10 +100,24 @@ def fit(
       given: the setting names config.json records as `auto.given`, the ones the user
         gave (default: the keys of `settings`); the CLI passes these when `settings` also
         holds values derived from them (`--seed` sets `seed` and `mixing_seed`).
+      stream: for a path (one file, a folder or a glob of Parquet/CSV shards): "auto"
+        streams a table above `firstpass.STREAM_BYTES` from its files (`training/
+        stream_fit.py`: one flow, numeric columns), "always"/"never" force it; recorded
+        in config.json's data as `input` and `input_reason`.
     """
     options = {"context_columns": context_columns, "categorical": categorical,
                "numeric": numeric, "ignore": ignore, "missing": missing,
                "drop_nonfinite": drop_nonfinite}
+    if isinstance(data, (str, os.PathLike)) and context is None and layout is None:
+        streamed, why = firstpass.choose_input(data, stream)
+        if streamed:
+            return stream_fit.fit_stream(
+                data, run_dir, options, data_info, why, flow_config, train_config, strategy,
+                on_epoch, settings, tensorboard, given)
+        data_info = {"source": str(data), **(data_info or {}), "input": "memory",
+                     "input_reason": why}
+        if shards.is_shard_source(data):
+            data = shards.read_all(data)
     if table_fit.is_table(data, context) and layout is None:
         seed = (settings or {}).get("seed", train_config.seed if train_config else 0)
         return table_fit.fit_table(
@@ -145,51 +162,13 @@ def _fit_arrays(
                    "given": sorted(settings if given is None else given),
                    # the reasons of the values that run: none for a setting overridden
                    "reasons": {k: v for k, v in chosen.reasons.items() if k not in settings}}
-    flow_config, train_config = _apply_settings(flow_config or chosen.flow,
+    flow_config, train_config = apply_settings(flow_config or chosen.flow,
                                                  train_config or chosen.train, settings)
     context_dim = _context_dim(flow_config, context)
     prepared = prepare_lib.prepare(data, context, flow_config, train_config)
-    base = base_fit.choose_base(prepared, flow_config.base_components, train_config.seed,
-                                prepared.dequantize_steps)
-    if flow_config.base_components == 0:
-        auto_record["reasons"]["base_components"] = base.reason()
-    blend = _blend_mixtures(prepared, flow_config, train_config)
-    if blend is not None and "blend" not in settings:
-        auto_record["reasons"]["blend"] = blend.reason()
-    flow_config = flow_config.replace(event_dim=data.shape[1], context_dim=context_dim,
-                                      base_components=base.components,
-                                      blend_components=0 if blend is None else blend.components,
-                                      **prepared.data_map, **prepared.context_map)
-    train_config = train_config.replace(dequantize_steps=prepared.dequantize_steps)
-    strategy = strategy or make_strategy()
-    with worker_run_dir(run_dir, strategy) as own_dir:
-        run = RunDir(own_dir)
-        run.create()
-        run.write_config(RunConfig(flow_config, train_config, {
-            **(data_info or {}), **prepared.hashes,
-            "num_train": prepared.num_train,
-            "num_validation": prepared.num_validation}, auto_record, layout))
-        if on_create is not None:
-            on_create(own_dir)
-        trainer = Trainer(flow_config, train_config, prepared, strategy)
-        trainer.set_fold_maps()
-        trainer.set_base_mixtures(base.mixtures)
-        trainer.set_blend_mixtures(blend)
-        result = train(trainer, run, on_epoch, history=[], tensorboard=tensorboard)
-        result = after_training(run, result, flow_config, train_config, data, layout,
-                                strategy)
-    return dataclasses.replace(result, run_dir=Path(run_dir), chief=is_chief(strategy))
-
-
-def _blend_mixtures(prepared: prepare_lib.PreparedData, flow_config: FlowConfig,
-                    train_config: TrainConfig,
-                    components: int | None = None) -> blend_fit.BlendMixtures | None:
-    """The mixtures a blended flow (`FlowConfig.blend`) is blended with (None: no blend);
-    `components` fixed for a resumed run, else chosen on held-out rows."""
-    if not flow_config.blend or prepared.conditional:  # conditional: FlowConfig refuses it
-        return None
-    return blend_fit.choose_mixtures(prepared, train_config.seed, prepared.dequantize_steps,
-                                     components)
+    return fit_prepared(prepared, run_dir, flow_config, train_config, auto_record, settings,
+                        data_info, data, context_dim, layout, strategy, on_epoch,
+                        tensorboard, on_create)
 
 
 def _context_dim(flow_config: FlowConfig, context: np.ndarray | None) -> int:
@@ -202,19 +181,6 @@ def _context_dim(flow_config: FlowConfig, context: np.ndarray | None) -> int:
             "pass context= with that many columns (one row per data row), or leave "
             "context_dim unset.")
     return width
-
-
-def _apply_settings(flow_config: FlowConfig, train_config: TrainConfig,
-                    settings: dict[str, Any]) -> tuple[FlowConfig, TrainConfig]:
-    """The configs with `settings` (field name -> value) applied; ConfigError for a name
-    that is a field of neither."""
-    flow_names = {f.name for f in dataclasses.fields(FlowConfig)}
-    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(settings) - flow_names - train_names)
-    if unknown:
-        raise ConfigError(f"Unknown settings {unknown}; known: {sorted(flow_names | train_names)}.")
-    return (flow_config.replace(**{k: v for k, v in settings.items() if k in flow_names}),
-            train_config.replace(**{k: v for k, v in settings.items() if k in train_names}))
 
 
 def resume(
@@ -250,11 +216,15 @@ def resume(
     if (run.path / IMAGE_FILE).is_file():
         return _resume_images(run, data, strategy, on_epoch, tensorboard, context, changes)
     stored = run.read_config()
+    train_config = stored.train.replace(**_resumable_changes(stored, changes))
+    if stored.data.get("input") == "stream":
+        prepared, data = stream_fit.resumed_data(run, stored, data)
+        _record_changes(run, stored, train_config)
+        return _continue(run, stored, train_config, prepared, data, strategy, on_epoch,
+                         tensorboard)
     if table_fit.is_table(data, context):
         data, context = table_fit.resume_inputs(run, stored, data)
-    train_config = stored.train.replace(**_resumable_changes(stored, changes))
-    if train_config != stored.train:
-        run.write_config(dataclasses.replace(stored, train=train_config))
+    _record_changes(run, stored, train_config)
     data = tables.validate_array(data, expected_width=stored.flow.event_dim)
     context = _resume_context(run, stored, context, len(data))
     hashes = prepare_lib.content_hashes(data, context)
@@ -262,9 +232,26 @@ def resume(
         _check_hash(run, stored, hashes.get(key), key, what)
     # The run's own configs: the same splits; its data map is the stored one.
     prepared = prepare_lib.prepare(data, context, stored.flow, train_config, hashes)
+    return _continue(run, stored, train_config, prepared, data, strategy, on_epoch,
+                     tensorboard)
+
+
+def _record_changes(run: RunDir, stored: RunConfig, train_config: TrainConfig) -> None:
+    """Writes a resumed run's changed settings into its config.json."""
+    if train_config != stored.train:
+        run.write_config(dataclasses.replace(stored, train=train_config))
+
+
+def _continue(run: RunDir, stored: RunConfig, train_config: TrainConfig,
+              prepared: prepare_lib.PreparedData, data: np.ndarray,
+              strategy: tf.distribute.Strategy | None,
+              on_epoch: Callable[[EpochMetrics], None] | None,
+              tensorboard: bool | None) -> FitResult:
+    """Trains a run further from its latest checkpoint on `prepared` (`data`: its events,
+    which a distilling run draws against)."""
     trainer = Trainer(stored.flow, train_config, prepared, strategy or make_strategy())
     if stored.flow.blend_components:
-        trainer.set_blend_mixtures(_blend_mixtures(
+        trainer.set_blend_mixtures(blend_mixtures(
             prepared, stored.flow, train_config,
             max(1, stored.flow.blend_components // blend_fit.BAGS)))
     manager = trainer.checkpoint_manager(run)

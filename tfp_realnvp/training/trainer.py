@@ -20,6 +20,7 @@ from tfp_realnvp.prepare import PreparedData
 from tfp_realnvp.rundir import RunDir
 from tfp_realnvp.training.distribute import Workers
 from tfp_realnvp.training.pipeline import Batch, training_batches, validation_layout
+from tfp_realnvp.training.stream_pipeline import streamed_batches
 
 tfd = tfp.distributions
 
@@ -66,7 +67,7 @@ class Trainer:
         self.prepared = prepared
         self.num_members = len(prepared.members)
         self._blend_mixtures: BlendMixtures | None = None
-        smallest = min(len(member.train_events) for member in prepared.members)
+        smallest = min(prepared.train_sizes)
         self.global_batch = min(train_config.batch_size, smallest)
         self.steps_per_epoch = max(1, smallest // self.global_batch)
         if train_config.max_steps_per_epoch is not None:
@@ -258,6 +259,11 @@ class Trainer:
 
     def dataset_iterator(self, start_epoch: int):
         """The distributed iterator over every member's training batches from epoch
-        `start_epoch` on (see `pipeline.training_batches`)."""
+        `start_epoch` on (see `pipeline.training_batches`; a streamed table's from its
+        files, `stream_pipeline.streamed_batches`)."""
+        plan = getattr(self.prepared, "stream", None)
+        if plan is not None:
+            return streamed_batches(plan, self.train_config.seed, self.global_batch,
+                                    self.steps_per_epoch, start_epoch, self.strategy)
         return training_batches(self.prepared, self.train_config.seed, self.global_batch,
                                 self.steps_per_epoch, start_epoch, self.strategy)
