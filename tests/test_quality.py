@@ -169,7 +169,8 @@ def test_evaluate_reports_quantiles_and_writes_per_row_scores(tiny_run, tmp_path
 def test_quality_benchmark_runs_every_method_on_a_tiny_budget():
     records = quality.run_quality(tables=("iris",), max_epochs=2, flow_settings={
         "ensemble_size": 1, "num_couplings": 2, "hidden_units": 8})
-    assert [r["method"] for r in records] == list(quality.METHODS)
+    # every default method but `exact`, which only the toy tables have (a known density)
+    assert [r["method"] for r in records] == [m for m in quality.METHODS if m != "exact"]
     assert all(math.isfinite(r["nll"]) and r["seconds"] >= 0 for r in records)
     flow = next(r for r in records if r["method"] == "flow")
     assert flow["detail"].endswith(", 2 epochs") and " x " not in flow["detail"]  # as asked
