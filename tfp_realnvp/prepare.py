@@ -208,18 +208,21 @@ def grid_steps(data: np.ndarray, mode: str) -> list[float] | None:
     """
     if mode == "none":
         return None
-    steps = []
-    for column in data.T.astype(np.float64):
-        values = np.unique(column)
-        if len(values) < 2:
-            steps.append(0.0)
-            continue
-        step = float(np.diff(values).min())
-        multiples = (values - values[0]) / step
-        on_grid = np.allclose(multiples, np.round(multiples), atol=1e-3)
-        grid_valued = on_grid and len(values) <= len(column) / 2
-        steps.append(step if mode == "uniform" or grid_valued else 0.0)
-    return steps
+    return [grid_step(np.unique(column), len(column), mode)
+            for column in data.T.astype(np.float64)]
+
+
+def grid_step(values: np.ndarray, num_rows: int, mode: str) -> float:
+    """The noise width of one column from its sorted distinct `values` over `num_rows`
+    rows: its smallest gap where `mode` is "uniform", or where the values sit on a regular
+    grid and repeat (at most `num_rows / 2` of them); else 0."""
+    if len(values) < 2:
+        return 0.0
+    step = float(np.diff(values).min())
+    multiples = (values - values[0]) / step
+    on_grid = np.allclose(multiples, np.round(multiples), atol=1e-3)
+    grid_valued = on_grid and len(values) <= num_rows / 2
+    return step if mode == "uniform" or grid_valued else 0.0
 
 
 def content_hash(data: np.ndarray) -> str:

@@ -17,7 +17,7 @@ import dataclasses
 
 import numpy as np
 
-from tfp_realnvp.prepare import CORRELATION_RIDGE
+from tfp_realnvp.prepare import CORRELATION_RIDGE, grid_step
 
 MAX_DISTINCT = 1 << 16  # distinct values a column may show before it counts as continuous
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -119,14 +119,7 @@ class GridSteps:
             if values is None:
                 steps.append(float(self.chunk_gap[j]) if mode == "uniform" else 0.0)
                 continue
-            if len(values) < 2:
-                steps.append(0.0)
-                continue
-            step = float(np.diff(values).min())
-            multiples = (values - values[0]) / step
-            on_grid = np.allclose(multiples, np.round(multiples), atol=1e-3)
-            grid_valued = on_grid and len(values) <= num_rows / 2
-            steps.append(step if mode == "uniform" or grid_valued else 0.0)
+            steps.append(grid_step(values, num_rows, mode))
         return steps
 
 
